@@ -1,0 +1,122 @@
+"""The ebmctl app: global options, the commands, and the one error boundary."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from typing import Annotated
+
+import typer
+
+from ebmctl import __version__
+from ebmctl.cli import ood as ood_cmd
+from ebmctl.cli import presets as presets_cmd
+from ebmctl.cli import sample as sample_cmd
+from ebmctl.cli import train as train_cmd
+from ebmctl.cli.common import GlobalOptions, examples
+from ebmctl.console import stderr
+from ebmctl.errors import EbmctlError
+
+app = typer.Typer(
+    name="ebmctl",
+    help="Train, sample and evaluate energy-based models of images (IGEBM, ICD).",
+    epilog=examples(
+        "ebmctl train --preset quickstart",
+        "ebmctl sample",
+        "ebmctl ood --in shapes32 --out textures",
+        "ebmctl --json ood --in cifar10 --out svhn",
+        "ebmctl presets list",
+    ),
+    rich_markup_mode="rich",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"ebmctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
+    threads: Annotated[int | None, typer.Option("--threads", help="Threads for torch and BLAS.", min=1)] = None,
+    runs_dir: Annotated[str | None, typer.Option("--runs-dir", help="Where runs live (default ./runs or $EBMCTL_RUNS).")] = None,
+    data_root: Annotated[str | None, typer.Option("--data-root", envvar="EBMCTL_DATA",
+                                                  help="Directory of real datasets (also $EBMCTL_DATA).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print results as JSON on stdout.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or messages.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Train, sample and evaluate energy-based models of images."""
+    ctx.obj = GlobalOptions(device=device, threads=threads, runs_dir=runs_dir, data_root=data_root, json=json_out,
+                            quiet=quiet, debug=debug)
+    if threads is not None:
+        _set_threads(threads)
+
+
+def _set_threads(n: int) -> None:
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    os.environ["OMP_NUM_THREADS"] = str(n)
+    torch.set_num_threads(n)
+    threadpool_limits(n)
+
+
+app.command("train", help=train_cmd.HELP, epilog=train_cmd.EPILOG)(train_cmd.train)
+app.command("sample", help=sample_cmd.HELP, epilog=sample_cmd.EPILOG)(sample_cmd.sample)
+app.command("ood", help=ood_cmd.HELP, epilog=ood_cmd.EPILOG)(ood_cmd.ood)
+app.add_typer(presets_cmd.app, name="presets")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _report(message: str, hint: str | None, code: int, as_json: bool, kind: str) -> int:
+    line = f"error: {_one_line(message)}" + (f" (hint: {_one_line(hint)})" if hint else "")
+    stderr.print(line, markup=False, highlight=False, soft_wrap=True)
+    if as_json:
+        sys.stdout.write(json.dumps({"error": {"kind": kind, "message": message, "hint": hint, "exit_code": code}}) + "\n")
+    return code
+
+
+def main_entry(argv: list[str] | None = None) -> int:
+    """Run the app and map every failure to a one-line message and an exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    as_json = "--json" in args
+    try:
+        result = app(args=args, prog_name="ebmctl", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except EbmctlError as exc:
+        if debug:
+            traceback.print_exc()
+        return _report(exc.message, exc.hint, exc.exit_code, as_json, exc.kind)
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.TyperException as exc:  # usage errors: unknown option, bad value, missing argument
+        hint = "see `ebmctl --help` or `ebmctl COMMAND --help`"
+        return _report(exc.format_message(), hint, getattr(exc, "exit_code", 2), as_json, "usage")
+    except (KeyboardInterrupt, typer.Abort):
+        return _report("interrupted", None, 130, as_json, "interrupted")
+    except Exception as exc:  # a bug: say so in one line unless --debug
+        if debug:
+            traceback.print_exc()
+            return 1
+        return _report(f"internal error: {type(exc).__name__}: {exc}", "rerun with --debug for the traceback and "
+                       "report it", 1, as_json, "internal")
+
+
+def run() -> None:
+    sys.exit(main_entry())

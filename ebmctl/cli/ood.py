@@ -1,0 +1,55 @@
+"""`ebmctl ood`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ebmctl.cli.common import emit, examples, options, split_list
+from ebmctl.errors import UsageError
+from ebmctl.runs import resolve_run
+from ebmctl.services.ood import OodOptions, OodResult
+from ebmctl.services.ood import ood as run_ood
+
+HELP = "Out-of-distribution detection: AUROC, AUPR-in/out and FPR@95%TPR of a run's scores."
+
+EPILOG = examples(
+    "ebmctl ood --in cifar10 --out svhn",
+    "ebmctl ood --in shapes32 --out textures,photos --score energy,grad_norm",
+    "ebmctl --json ood --run runs/icd-cifar10-20260101-120000 --in cifar10 --out svhn,cifar100,dtd --n 2000",
+)
+
+
+def ood(
+    ctx: typer.Context,
+    in_name: Annotated[str | None, typer.Option("--in", help="In-distribution dataset (its test split).")] = None,
+    out_names: Annotated[str | None, typer.Option("--out", help="OOD datasets, comma-separated.")] = None,
+    run: Annotated[str, typer.Option("--run", "-r", help="Run directory, model checkpoint, or latest.")] = "latest",
+    score: Annotated[str, typer.Option("--score", help="Scores, comma-separated: energy, grad_norm.")] = "energy",
+    n: Annotated[int | None, typer.Option("--n", help="Images per set (default: the whole test split).", min=1)] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Images scored at once.", min=1)] = 256,
+    split: Annotated[str, typer.Option("--split", help="Split of every set.")] = "test",
+    no_ema: Annotated[bool, typer.Option("--no-ema", help="Use the raw weights, not the EMA.")] = False,
+    out_dir: Annotated[str | None, typer.Option("--out-dir", help="Output folder (default: <run>/ood/<timestamp>).")] = None,
+) -> None:
+    opts = options(ctx)
+    if not in_name or not out_names:
+        raise UsageError("ood needs --in and --out", "e.g. ebmctl ood --in cifar10 --out svhn")
+    oopts = OodOptions(in_name=in_name, out_names=split_list(out_names), scores=split_list(score), n=n,
+                       batch_size=batch_size, ema=not no_ema, split=split, out=out_dir)
+    result = run_ood(resolve_run(run, opts.runs), oopts, device=opts.device, cli_data_root=opts.data_root,
+                     reporter=opts.reporter())
+    emit(opts, result.to_dict(), _table(result))
+
+
+def _table(result: OodResult) -> Table:
+    table = Table(title=f"OOD detection ({result.convention})", title_justify="left")
+    for col in ("in", "out", "score", "AUROC", "AUPR-in", "AUPR-out", "FPR@95"):
+        table.add_column(col, justify="right" if col[0].isupper() else "left")
+    for r in result.rows:
+        table.add_row(r["in"], r["out"], r["score"], f"{r['auroc']:.4f}", f"{r['aupr_in']:.4f}",
+                      f"{r['aupr_out']:.4f}", f"{r['fpr95']:.4f}")
+    table.caption = f"images: {', '.join(f'{k} {v}' for k, v in result.counts.items())}; pictures in {result.out_dir}"
+    return table

@@ -1,0 +1,57 @@
+"""`ebmctl sample`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ebmctl.cli.common import emit, examples, kv_table, options
+from ebmctl.runs import resolve_run
+from ebmctl.services.sample import SampleOptions, SampleResult
+from ebmctl.services.sample import sample as run_sample
+
+HELP = "Draw samples from a trained run (EMA weights where kept); optionally FID, KID and precision/recall."
+
+EPILOG = examples(
+    "ebmctl sample",
+    "ebmctl sample --steps 600 --n 64",
+    "ebmctl sample --run runs/icd-cifar10-20260101-120000 --steps 1000 --aug-every 10 --fid",
+    "ebmctl sample --init buffer --steps 100 --out my-samples",
+)
+
+
+def sample(
+    ctx: typer.Context,
+    run: Annotated[str, typer.Option("--run", "-r", help="Run directory, model checkpoint, or latest.")] = "latest",
+    steps: Annotated[int | None, typer.Option("--steps", help="Langevin steps (default: the run's sample.steps).", min=1)] = None,
+    n: Annotated[int | None, typer.Option("--n", help="Number of samples (default: the run's sample.n).", min=1)] = None,
+    init: Annotated[str | None, typer.Option("--init", help="Start chains from: noise or buffer.")] = None,
+    aug_every: Annotated[int | None, typer.Option("--aug-every", help="Augment chains every K steps (0: never).", min=0)] = None,
+    plain_steps: Annotated[int | None, typer.Option("--plain-steps", help="Final steps without augmentation.", min=0)] = None,
+    step_size: Annotated[float | None, typer.Option("--step-size", help="Override the sampler's step size.")] = None,
+    noise: Annotated[float | None, typer.Option("--noise", help="Override the sampler's noise.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the chains.", min=0)] = 0,
+    out: Annotated[str | None, typer.Option("--out", help="Output folder (default: <run>/sample/<timestamp>).")] = None,
+    no_ema: Annotated[bool, typer.Option("--no-ema", help="Use the raw weights, not the EMA.")] = False,
+    fid: Annotated[bool, typer.Option("--fid", help="Report FID, KID and precision/recall against the run's data.")] = False,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Chains sampled at once.", min=1)] = 128,
+) -> None:
+    opts = options(ctx)
+    sopts = SampleOptions(n=n, steps=steps, init=init, aug_every=aug_every, plain_steps=plain_steps,
+                          step_size=step_size, noise=noise, seed=seed, ema=not no_ema, fid=fid, batch_size=batch_size,
+                          out=out)
+    result = run_sample(resolve_run(run, opts.runs), sopts, device=opts.device, cli_data_root=opts.data_root,
+                        reporter=opts.reporter())
+    emit(opts, result.to_dict(), _table(result))
+
+
+def _table(result: SampleResult) -> Table:
+    rows = list(result.files.items())
+    m = result.metrics
+    if m:
+        rows.append(("extractor", str(m.get("extractor"))))
+        rows += [(key, f"{m[key]:.4g}") for key in ("fid", "kid_mean", "kid_std", "precision", "recall",
+                                                  "judge_confident", "judge_test_accuracy") if m.get(key) is not None]
+    return kv_table(f"{result.n} samples, {result.steps} steps, {result.seconds:.1f} s", rows)

@@ -1,0 +1,146 @@
+"""Real datasets read by torchvision's own classes (never downloading unless asked).
+
+With checksums off, a small subclass per dataset sets torchvision's md5 entries to None: its
+``check_integrity(path, None)`` then only requires the file to exist, and all of its reading code is kept.
+MNIST, Fashion-MNIST and DTD only check that their files exist, so they need no such subclass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+import torch
+from torchvision import datasets as tvd
+
+from ebmctl.data.base import DataRequest, TensorImageDataset
+from ebmctl.data.convert import convert_images
+from ebmctl.data.real.image_files import ImageFileDataset
+from ebmctl.errors import DataError
+
+CELEBA_ATTRIBUTES = (
+    "5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bald", "Bangs", "Big_Lips",
+    "Big_Nose", "Black_Hair", "Blond_Hair", "Blurry", "Brown_Hair", "Bushy_Eyebrows", "Chubby", "Double_Chin",
+    "Eyeglasses", "Goatee", "Gray_Hair", "Heavy_Makeup", "High_Cheekbones", "Male", "Mouth_Slightly_Open",
+    "Mustache", "Narrow_Eyes", "No_Beard", "Oval_Face", "Pale_Skin", "Pointy_Nose", "Receding_Hairline",
+    "Rosy_Cheeks", "Sideburns", "Smiling", "Straight_Hair", "Wavy_Hair", "Wearing_Earrings", "Wearing_Hat",
+    "Wearing_Lipstick", "Wearing_Necklace", "Wearing_Necktie", "Young",
+)  # fmt: skip
+CELEBA_CROP = 140  # the centre crop of the 178x218 aligned faces used by the EBM papers before resizing
+
+
+def _without_md5(files: Sequence[Sequence[str]]) -> list[list[str | None]]:
+    return [[name, None] for name, _ in files]
+
+
+class CIFAR10Unverified(tvd.CIFAR10):
+    """CIFAR-10 requiring its files but not their md5 sums."""
+
+    train_list: ClassVar[list] = _without_md5(tvd.CIFAR10.train_list)
+    test_list: ClassVar[list] = _without_md5(tvd.CIFAR10.test_list)
+    meta: ClassVar[dict] = {**tvd.CIFAR10.meta, "md5": None}
+
+
+class CIFAR100Unverified(tvd.CIFAR100):
+    """CIFAR-100 requiring its files but not their md5 sums."""
+
+    train_list: ClassVar[list] = _without_md5(tvd.CIFAR100.train_list)
+    test_list: ClassVar[list] = _without_md5(tvd.CIFAR100.test_list)
+    meta: ClassVar[dict] = {**tvd.CIFAR100.meta, "md5": None}
+
+
+class SVHNUnverified(tvd.SVHN):
+    """SVHN requiring its split's .mat file but not its md5 sum."""
+
+    split_list: ClassVar[dict] = {
+        split: [url, filename, None] for split, (url, filename, _) in tvd.SVHN.split_list.items()
+    }
+
+
+class CelebAUnverified(tvd.CelebA):
+    """CelebA requiring its annotation files but not their md5 sums."""
+
+    file_list: ClassVar[list] = [(file_id, None, filename) for file_id, _, filename in tvd.CelebA.file_list]
+
+
+def _in_memory(
+    request: DataRequest,
+    images: torch.Tensor,
+    labels: Sequence[int] | torch.Tensor,
+    class_names: Sequence[str],
+) -> TensorImageDataset:
+    """uint8 (N, C, H, W) images resized and converted once, with int64 labels."""
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    if len(labels) != len(images):
+        raise DataError(
+            f"{request.name}: {len(images)} images but {len(labels)} labels in {request.root}",
+            hint="the files look corrupt; re-download the dataset",
+        )
+    images = convert_images(images.contiguous(), request.image_size, request.channels)
+    return TensorImageDataset(request.info(class_names=tuple(class_names)), images, labels)
+
+
+def build_cifar10(request: DataRequest) -> TensorImageDataset:
+    cls = tvd.CIFAR10 if request.verify_checksums else CIFAR10Unverified
+    ds = cls(str(request.root), train=request.split == "train", download=request.download)
+    return _in_memory(request, torch.from_numpy(ds.data).permute(0, 3, 1, 2), ds.targets, ds.classes)
+
+
+def build_cifar100(request: DataRequest) -> TensorImageDataset:
+    cls = tvd.CIFAR100 if request.verify_checksums else CIFAR100Unverified
+    ds = cls(str(request.root), train=request.split == "train", download=request.download)
+    return _in_memory(request, torch.from_numpy(ds.data).permute(0, 3, 1, 2), ds.targets, ds.classes)
+
+
+def build_svhn(request: DataRequest) -> TensorImageDataset:
+    cls = tvd.SVHN if request.verify_checksums else SVHNUnverified
+    assert request.root is not None
+    ds = cls(str(request.root / "svhn"), split=request.split, download=request.download)
+    images = torch.from_numpy(ds.data)  # torchvision already gives (N, C, H, W)
+    return _in_memory(request, images, torch.from_numpy(ds.labels), [str(d) for d in range(10)])
+
+
+def build_mnist(request: DataRequest) -> TensorImageDataset:
+    ds = tvd.MNIST(str(request.root), train=request.split == "train", download=request.download)
+    return _in_memory(request, ds.data.unsqueeze(1), ds.targets, ds.classes)
+
+
+def build_fashion_mnist(request: DataRequest) -> TensorImageDataset:
+    ds = tvd.FashionMNIST(str(request.root), train=request.split == "train", download=request.download)
+    return _in_memory(request, ds.data.unsqueeze(1), ds.targets, ds.classes)
+
+
+def build_celeba(request: DataRequest) -> ImageFileDataset:
+    """CelebA aligned faces decoded on demand; attributes as uint8 0/1 (N, 40); no class label."""
+    cls = tvd.CelebA if request.verify_checksums else CelebAUnverified
+    ds = cls(str(request.root), split=request.split, target_type="attr", download=request.download)
+    names = tuple(n for n in ds.attr_names if n)  # the header line ends with a space: drop the empty name
+    if names != CELEBA_ATTRIBUTES:
+        raise DataError(
+            f"celeba: list_attr_celeba.txt in {request.root}/celeba does not name the 40 CelebA attributes",
+            hint="the file is not the official one; re-download it",
+        )
+    if not bool(((ds.attr == 0) | (ds.attr == 1)).all()):
+        raise DataError(
+            f"celeba: list_attr_celeba.txt in {request.root}/celeba has values other than -1 and 1",
+            hint="the file is not the official one; re-download it",
+        )
+    folder = request.root / "celeba" / "img_align_celeba"  # type: ignore[operator]
+    return ImageFileDataset(
+        request.info(attribute_names=names),
+        [folder / name for name in ds.filename],
+        torch.full((len(ds.filename),), -1, dtype=torch.long),
+        ds.attr.to(torch.uint8),
+        crop=CELEBA_CROP,
+    )
+
+
+def build_dtd(request: DataRequest) -> ImageFileDataset:
+    """DTD partition 1 decoded on demand, centre-cropped to a square."""
+    ds = tvd.DTD(str(request.root), split=request.split, partition=1, download=request.download)
+    # DTD exposes its file list and labels only through these attributes.
+    return ImageFileDataset(
+        request.info(class_names=tuple(ds.classes)),
+        list(ds._image_files),
+        torch.tensor(ds._labels, dtype=torch.long),
+    )

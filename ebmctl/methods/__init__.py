@@ -1,0 +1,9 @@
+"""Training methods, registered by name."""
+
+from ebmctl.methods.base import PersistentChainEbm
+from ebmctl.methods.icd import Icd
+from ebmctl.methods.igebm import Igebm
+
+METHODS: dict[str, type[PersistentChainEbm]] = {"igebm": Igebm, "icd": Icd}
+
+__all__ = ["METHODS", "Icd", "Igebm", "PersistentChainEbm"]

@@ -1,0 +1,154 @@
+"""What every method offers the commands, and the shared shape of persistent-chain image EBMs.
+
+A method is built from plain arguments (the service turns a spec into them). It owns its energy, its
+training step and its state; commands ask it for capabilities: ``sample`` (sample), ``ood_scores`` (ood),
+``representation`` (probe), ``conditional_energy`` (compose), ``generator`` (refine). ``CAPABILITIES``
+names the ones a method has.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ebmctl.methods.parts import EnergyModel, energy_scores, init_chains, summed_energy
+from ebmctl.samplers.buffers import ReplayBuffer
+from ebmctl.samplers.langevin import LangevinParams, augmented_sgld, frozen
+from ebmctl.samplers.transitions import Transition
+
+
+@dataclass
+class ChainSource:
+    """Where training chains start: a replay buffer, restarts from uniform noise, an augmentation."""
+
+    shape: tuple[int, ...]
+    buffer: ReplayBuffer | None
+    reinit: float
+    init_range: tuple[float, float] = (0.0, 1.0)
+    transition: Transition | None = None
+
+    def draw(self, n: int, device: torch.device) -> Tensor:
+        return init_chains(
+            n,
+            self.shape,
+            buffer=self.buffer,
+            reinit=self.reinit,
+            init_range=self.init_range,
+            transition=self.transition,
+            device=device,
+        )
+
+    def noise(self, n: int, device: torch.device) -> Tensor:
+        lo, hi = self.init_range
+        return torch.rand((n, *self.shape), device=device) * (hi - lo) + lo
+
+
+class PersistentChainEbm(ABC):
+    """An image (or point) EBM trained with persistent Langevin chains: IGEBM and ICD."""
+
+    name = "base"
+    CAPABILITIES: tuple[str, ...] = ("sample", "ood_scores", "representation")
+
+    def __init__(self, model: EnergyModel, *, sampler: LangevinParams, chains: ChainSource, device: torch.device):
+        self.model = model
+        self.sampler = sampler
+        self.chains = chains
+        self.device = device
+        self.last_negatives: Tensor | None = None
+
+    @property
+    def net(self) -> nn.Module:
+        return self.model.net
+
+    @abstractmethod
+    def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, float]:
+        """Sample negatives, compute the loss, take one optimiser step; return scalar metrics."""
+
+    # ------------------------------------------------------------------ capabilities
+
+    def energy(self, x: Tensor, y: Tensor | None = None, ema: bool = True) -> Tensor:
+        """Per-sample energy (B,) with the evaluation weights."""
+        net = self.model.eval_net(ema)
+        with torch.no_grad():
+            return summed_energy(net, y)(x)
+
+    def sample(
+        self,
+        n: int,
+        *,
+        steps: int,
+        step_size: float | None = None,
+        noise: float | None = None,
+        init: str = "noise",
+        aug_every: int = 0,
+        plain_steps: int = 0,
+        ema: bool = True,
+        y: Tensor | None = None,
+        callback: Callable[[int, Tensor], None] | None = None,
+    ) -> Tensor:
+        """Draw ``n`` samples with the test-time schedule (ICD Algorithm 2 when ``aug_every`` > 0)."""
+        net = self.model.eval_net(ema)
+        if init == "buffer":
+            buffer = self.chains.buffer
+            if buffer is None or len(buffer) == 0:
+                raise ValueError("this run has no replay buffer to start from")
+            x0 = buffer.sample(n).to(self.device)
+        else:
+            x0 = self.chains.noise(n, self.device)
+        params = replace(
+            self.sampler,
+            steps=steps,
+            step_size=self.sampler.step_size if step_size is None else step_size,
+            noise=self.sampler.noise if noise is None else noise,
+        )
+        with frozen(net):
+            return augmented_sgld(
+                summed_energy(net, y),
+                x0,
+                params,
+                transition=self.chains.transition,
+                aug_every=aug_every,
+                plain_steps=plain_steps,
+                callback=callback,
+            )
+
+    def ood_scores(self, x: Tensor, names: list[str], ema: bool = True) -> dict[str, Tensor]:
+        """Scores with higher = more in-distribution (see :func:`energy_scores`)."""
+        net = self.model.eval_net(ema)
+        return energy_scores(summed_energy(net), net, x, names)
+
+    def representation(self, x: Tensor, ema: bool = True) -> Tensor:
+        """Penultimate features of the energy net (as the CEBM paper probes IGEBM)."""
+        net = self.model.eval_net(ema)
+        with torch.no_grad():
+            return net.features(x)
+
+    # ------------------------------------------------------------------ state
+
+    def weight_tensors(self) -> dict[str, Tensor]:
+        return self.model.weight_tensors()
+
+    def load_weights(self, tensors: dict[str, Tensor]) -> None:
+        self.model.load_weights(tensors)
+
+    def state_tensors(self) -> dict[str, Tensor]:
+        out = self.model.state_tensors()
+        if self.chains.buffer is not None:
+            out.update(self.chains.buffer.state_tensors())
+        return out
+
+    def state_meta(self) -> dict[str, Any]:
+        meta = self.model.state_meta()
+        if self.chains.buffer is not None:
+            meta["buffer"] = self.chains.buffer.state_meta()
+        return meta
+
+    def load_state(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+        self.model.load_state(tensors, meta)
+        if self.chains.buffer is not None and "buffer" in meta:
+            self.chains.buffer.load_state(tensors, meta["buffer"])

@@ -1,0 +1,144 @@
+"""Machinery shared by the image EBM methods: the trained net with its optimiser and EMA, chain
+initialisation from a replay buffer, the contrastive-divergence loss, and OOD scores."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ebmctl.methods.state import load_optimizer, optimizer_meta, optimizer_tensors, prefixed, unprefixed
+from ebmctl.samplers.buffers import ReplayBuffer
+from ebmctl.samplers.langevin import frozen, input_grad
+from ebmctl.samplers.transitions import Transition
+
+
+def summed_energy(net: nn.Module, y: Tensor | None = None) -> Callable[[Tensor], Tensor]:
+    """E(x) as one number per sample: the net's per-scale energies (B, S) summed over S."""
+    return lambda x: net(x, y).sum(dim=1)
+
+
+def cd_loss(e_pos: Tensor, e_neg: Tensor, l2: float) -> Tensor:
+    """Contrastive divergence with energy regularisation, as IGEBM and ICD write it:
+    mean E+ - mean E- + l2 * (mean E+^2 + mean E-^2), the means taken over every sample and scale."""
+    return e_pos.mean() - e_neg.mean() + l2 * (e_pos.pow(2).mean() + e_neg.pow(2).mean())
+
+
+def nn_entropy(x: Tensor, refs: Tensor) -> Tensor:
+    """ICD's nearest-neighbour entropy estimate (up to constants): mean_i log min_j ||x_i - r_j||_2."""
+    dist = torch.cdist(x.flatten(1), refs.flatten(1))
+    return dist.min(dim=1).values.log().mean()
+
+
+class EnergyModel:
+    """An energy net with its Adam optimiser, gradient-norm clipping and an optional EMA copy."""
+
+    def __init__(
+        self,
+        net: nn.Module,
+        *,
+        lr: float,
+        betas: tuple[float, float],
+        grad_clip: float | None = None,
+        ema: float | None = None,
+    ) -> None:
+        self.net = net
+        self.optimizer = torch.optim.Adam(net.parameters(), lr=lr, betas=betas)
+        self.grad_clip = grad_clip
+        self.ema_decay = ema
+        self.ema_net: nn.Module | None = None
+        if ema is not None:
+            self.ema_net = copy.deepcopy(net).eval()
+            self.ema_net.requires_grad_(False)
+
+    def step(self, loss: Tensor) -> float:
+        """Backpropagate ``loss``, clip, take an optimiser step, update the EMA; return the gradient norm."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for p in self.net.parameters() if p.grad is not None]
+        if self.grad_clip is not None:
+            norm = torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
+        else:
+            norm = torch.linalg.vector_norm(torch.stack([p.grad.detach().norm() for p in params])) if params else None
+        self.optimizer.step()
+        self.update_ema()
+        return float(norm) if norm is not None else 0.0
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        if self.ema_net is None or self.ema_decay is None:
+            return
+        d = self.ema_decay
+        for p_ema, p in zip(self.ema_net.parameters(), self.net.parameters(), strict=True):
+            p_ema.mul_(d).add_(p.detach(), alpha=1 - d)
+        for b_ema, b in zip(self.ema_net.buffers(), self.net.buffers(), strict=True):
+            b_ema.copy_(b)
+
+    def eval_net(self, ema: bool = True) -> nn.Module:
+        """The net used for sampling and evaluation (EMA weights where kept), in eval mode."""
+        net = self.ema_net if (ema and self.ema_net is not None) else self.net
+        return net.eval()
+
+    # ------------------------------------------------------------------ state
+
+    def weight_tensors(self) -> dict[str, Tensor]:
+        out = prefixed("model.", self.net.state_dict())
+        if self.ema_net is not None:
+            out.update(prefixed("ema.", self.ema_net.state_dict()))
+        return out
+
+    def load_weights(self, tensors: dict[str, Tensor]) -> None:
+        self.net.load_state_dict(unprefixed("model.", tensors))
+        if self.ema_net is not None:
+            ema = unprefixed("ema.", tensors)
+            self.ema_net.load_state_dict(ema if ema else self.net.state_dict())
+
+    def state_tensors(self) -> dict[str, Tensor]:
+        return {**self.weight_tensors(), **optimizer_tensors(self.optimizer, "optim.")}
+
+    def state_meta(self) -> dict[str, Any]:
+        return {"optimizer": optimizer_meta(self.optimizer)}
+
+    def load_state(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+        self.load_weights(tensors)
+        load_optimizer(self.optimizer, tensors, meta["optimizer"], "optim.")
+
+
+def init_chains(
+    n: int,
+    shape: tuple[int, ...],
+    *,
+    buffer: ReplayBuffer | None,
+    reinit: float,
+    init_range: tuple[float, float],
+    transition: Transition | None,
+    device: torch.device,
+) -> Tensor:
+    """Starting states of ``n`` chains: buffer draws (augmented by ``transition``), each restarted from
+    uniform noise with probability ``reinit``; all noise until the buffer holds ``n`` samples."""
+    lo, hi = init_range
+    if buffer is None or len(buffer) < n:
+        return torch.rand((n, *shape), device=device) * (hi - lo) + lo
+    x = buffer.sample(n).to(device)
+    if transition is not None:
+        x = transition(x)
+    restart = torch.rand(n, device=device) < reinit
+    if restart.any():
+        x[restart] = torch.rand((int(restart.sum()), *shape), device=device) * (hi - lo) + lo
+    return x
+
+
+def energy_scores(energy: Callable[[Tensor], Tensor], module: nn.Module, x: Tensor, names: list[str]) -> dict[str, Tensor]:
+    """OOD scores with one sign convention, higher = more in-distribution:
+    ``energy`` = -E(x); ``grad_norm`` = -||dE/dx||_2 (small gradients where the model puts its mass)."""
+    out: dict[str, Tensor] = {}
+    with frozen(module):
+        if "energy" in names:
+            with torch.no_grad():
+                out["energy"] = -energy(x).detach()
+        if "grad_norm" in names:
+            out["grad_norm"] = -input_grad(energy, x).flatten(1).norm(dim=1)
+    return out

@@ -1,0 +1,46 @@
+"""Energy networks. Every net maps ``forward(x, y=None)`` to (B, num_scales) energies.
+
+The scalar energy of a sample is the sum over scales. ``features(x, y=None)`` gives the pooled
+penultimate features of the main branch. ``y`` holds int64 class indices (B,) and is required by nets
+built with ``num_classes > 0`` and rejected (ValueError) by the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from ebmctl.nets.icd_resnet import IcdResNet
+from ebmctl.nets.igebm_resnet import IgebmResNet
+from ebmctl.nets.small import MlpEnergy, SmallConvEnergy
+
+NETS: dict[str, Callable[..., nn.Module]] = {
+    "icd_resnet": IcdResNet,
+    "igebm_resnet": IgebmResNet,
+    "small_conv": SmallConvEnergy,
+    "mlp": MlpEnergy,
+}
+
+
+def build_net(name: str, **kwargs: object) -> nn.Module:
+    """Build the energy net registered as ``name`` with keyword arguments."""
+    if name not in NETS:
+        raise ValueError(f"unknown energy net {name!r}; choose one of {', '.join(sorted(NETS))}")
+    return NETS[name](**kwargs)
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of parameter elements (buffers such as spectral-norm vectors are not counted)."""
+    return sum(p.numel() for p in module.parameters())
+
+
+__all__ = [
+    "NETS",
+    "IcdResNet",
+    "IgebmResNet",
+    "MlpEnergy",
+    "SmallConvEnergy",
+    "build_net",
+    "count_parameters",
+]

@@ -1,0 +1,115 @@
+"""Turning a spec into building blocks: device, dataset, net, sampler, buffer, method."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ebmctl.data import DataInfo, EbmDataset, load_dataset
+from ebmctl.errors import CheckpointError, DeviceError, SpecError
+from ebmctl.methods import METHODS, PersistentChainEbm
+from ebmctl.methods.base import ChainSource
+from ebmctl.methods.parts import EnergyModel
+from ebmctl.nets import build_net
+from ebmctl.samplers.buffers import make_buffer
+from ebmctl.samplers.langevin import LangevinParams
+from ebmctl.samplers.transitions import chain_augmentation
+from ebmctl.specs import DataSpec, RunSpec
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto | cpu | cuda | cuda:N; a CUDA device that is not there is an error, never a silent fallback."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise SpecError(f"unknown device {name!r}", "use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError("CUDA is not available on this machine", "use --device cpu (or auto)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise DeviceError(f"there is no {name} (found {torch.cuda.device_count()} CUDA devices)",
+                              "pick an index below the device count")
+    elif device.type != "cpu":
+        raise SpecError(f"unsupported device {name!r}", "use auto, cpu, cuda or cuda:N")
+    return device
+
+
+def data_root(spec_root: str | None, cli_root: str | None = None) -> Path | None:
+    """data.root, else --data-root, else $EBMCTL_DATA."""
+    root = spec_root or cli_root or os.environ.get("EBMCTL_DATA")
+    return Path(root).expanduser() if root else None
+
+
+def dataset_from(data: DataSpec, *, split: str | None = None, root: Path | None = None, image_size: int | None = None,
+                 channels: int | None = None) -> EbmDataset:
+    return load_dataset(
+        data.name,
+        root=root,
+        split=split or data.split,
+        image_size=image_size if image_size is not None else data.image_size,
+        channels=channels if channels is not None else data.channels,
+        verify_checksums=data.verify_checksums,
+        download=data.download,
+    )
+
+
+def net_kwargs(spec: RunSpec, info: DataInfo) -> dict[str, Any]:
+    kwargs = spec.net.model_dump(exclude={"name"})
+    if info.kind == "points":
+        if spec.net.name != "mlp":
+            raise SpecError(f"{info.name} holds 2D points; net {spec.net.name!r} takes images",
+                            "use --set net.name=mlp (see the igebm-toy / icd-toy presets)")
+        kwargs["in_dim"] = info.shape[0]
+    else:
+        if spec.net.name == "mlp":
+            raise SpecError(f"{info.name} holds images; the mlp net takes 2D points", "pick a conv net, e.g. small_conv")
+        kwargs["in_channels"] = info.shape[0]
+    return kwargs
+
+
+def build_method(spec: RunSpec, info: DataInfo, device: torch.device) -> PersistentChainEbm:
+    """The method of ``spec`` for data shaped like ``info``, on ``device``."""
+    net = build_net(spec.net.name, **net_kwargs(spec, info)).to(device)
+    model = EnergyModel(net, lr=spec.train.lr, betas=spec.train.betas, grad_clip=spec.train.grad_clip, ema=spec.train.ema)
+    shape = tuple(info.shape)
+    is_image = info.kind == "image"
+    pixel_range = spec.sampler.pixel_clamp or (0.0, 1.0)
+    buffer = make_buffer(
+        spec.buffer.policy,
+        spec.buffer.size,
+        quantize=spec.buffer.uint8 and is_image,
+        value_range=pixel_range,
+        device=device,
+    )
+    transition = None
+    if spec.buffer.augment and is_image:
+        a = spec.augment
+        transition = chain_augmentation(
+            size=shape[-1], channels=shape[0], crop_scale=a.crop_scale, flip=a.flip, jitter=a.jitter,
+            jitter_p=a.jitter_p, gray_p=a.gray_p, blur_p=a.blur_p,
+        )
+    init_range = pixel_range if is_image else _points_range(spec)
+    chains = ChainSource(shape=shape, buffer=buffer, reinit=spec.buffer.reinit, init_range=init_range,
+                         transition=transition)
+    sampler = LangevinParams(**spec.sampler.model_dump())
+    method_kwargs = spec.method.model_dump(exclude={"name"})
+    return METHODS[spec.method.name](model, sampler=sampler, chains=chains, device=device, **method_kwargs)
+
+
+def _points_range(spec: RunSpec) -> tuple[float, float]:
+    return spec.sampler.pixel_clamp or (-4.0, 4.0)
+
+
+def load_method_weights(method: PersistentChainEbm, tensors: dict[str, torch.Tensor], source: Path) -> None:
+    """Load weights, turning a shape or key mismatch into a one-line error."""
+    try:
+        method.load_weights(tensors)
+    except (RuntimeError, KeyError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0][:160]
+        raise CheckpointError(f"{source} does not match the model its spec describes ({first})",
+                              "the checkpoint belongs to another net or method; pass the run it came from") from None

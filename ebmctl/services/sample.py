@@ -1,0 +1,204 @@
+"""`ebmctl sample`: draw samples from a run with the test-time schedule; optional FID/KID/PR."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ebmctl.checkpoints import save_tensors, write_bytes_atomic
+from ebmctl.data import to_float
+from ebmctl.errors import SpecError, UsageError
+from ebmctl.runs import RunRef, command_dir, write_json
+from ebmctl.services.build import data_root, dataset_from, resolve_device
+from ebmctl.services.loading import LoadedRun, load_replay_buffer, load_run
+from ebmctl.services.pictures import chain_strip_png, samples_png
+from ebmctl.services.reporting import NullReporter, Reporter
+
+
+@dataclass
+class SampleOptions:
+    """Options of `ebmctl sample`; None takes the run's ``sample`` spec section."""
+
+    n: int | None = None
+    steps: int | None = None
+    init: str | None = None
+    aug_every: int | None = None
+    plain_steps: int | None = None
+    step_size: float | None = None
+    noise: float | None = None
+    seed: int = 0
+    ema: bool = True
+    fid: bool = False
+    batch_size: int = 128
+    out: str | None = None
+    snapshots: int = 10
+
+
+@dataclass
+class SampleResult:
+    out_dir: Path
+    n: int
+    steps: int
+    seconds: float
+    files: dict[str, str]
+    metrics: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"out": str(self.out_dir), "n": self.n, "steps": self.steps, "seconds": round(self.seconds, 2),
+                "files": self.files, "metrics": self.metrics, "settings": self.settings}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("EBMCTL_CACHE", Path.home() / ".cache" / "ebmctl")).expanduser()
+
+
+def _settings(run: LoadedRun, opts: SampleOptions) -> dict[str, Any]:
+    d = run.spec.sample
+    s = {
+        "n": opts.n if opts.n is not None else d.n,
+        "steps": opts.steps if opts.steps is not None else d.steps,
+        "init": opts.init or d.init,
+        "aug_every": opts.aug_every if opts.aug_every is not None else d.aug_every,
+        "plain_steps": opts.plain_steps if opts.plain_steps is not None else d.plain_steps,
+        "step_size": opts.step_size if opts.step_size is not None else (d.step_size or run.spec.sampler.step_size),
+        "noise": opts.noise if opts.noise is not None else (d.noise if d.noise is not None else run.spec.sampler.noise),
+        "seed": opts.seed,
+        "ema": opts.ema and run.spec.train.ema is not None,
+    }
+    if s["n"] < 1 or s["steps"] < 1:
+        raise UsageError("--n and --steps must be at least 1", "e.g. ebmctl sample --steps 600 --n 64")
+    if s["init"] not in ("noise", "buffer"):
+        raise UsageError(f"unknown --init {s['init']!r}", "use noise or buffer")
+    if s["plain_steps"] > s["steps"]:
+        s["plain_steps"] = s["steps"]
+    return s
+
+
+def sample(
+    ref: RunRef,
+    opts: SampleOptions,
+    *,
+    device: str = "auto",
+    cli_data_root: str | None = None,
+    reporter: Reporter | None = None,
+) -> SampleResult:
+    reporter = reporter or NullReporter()
+    torch_device = resolve_device(device)
+    run = load_run(ref, torch_device)
+    s = _settings(run, opts)
+    if s["init"] == "buffer":
+        load_replay_buffer(run)
+    torch.manual_seed(s["seed"])
+    started = time.perf_counter()
+    chunks: list[torch.Tensor] = []
+    snapshots: list[torch.Tensor] = []
+    every = max(1, s["steps"] // opts.snapshots)
+
+    def keep(k: int, x: torch.Tensor) -> None:
+        if (k + 1) % every == 0 or k == 0:
+            snapshots.append(x[:8].detach().cpu().clone())
+
+    done = 0
+    with reporter.progress(f"sample {s['n']} x {s['steps']} steps", s["n"], unit="sample") as bar:
+        while done < s["n"]:
+            b = min(opts.batch_size, s["n"] - done)
+            x = run.method.sample(
+                b, steps=s["steps"], step_size=s["step_size"], noise=s["noise"], init=s["init"],
+                aug_every=s["aug_every"], plain_steps=s["plain_steps"], ema=s["ema"],
+                callback=keep if done == 0 else None,
+            )
+            chunks.append(x.detach().cpu())
+            done += b
+            bar.update(done)
+    samples = torch.cat(chunks)
+    seconds = time.perf_counter() - started
+
+    out_dir = command_dir(ref.run_dir, "sample", opts.out)
+    files = {"samples": str(out_dir / "samples.safetensors"), "grid": str(out_dir / "grid.png")}
+    save_tensors(out_dir / "samples.safetensors", {"samples": samples},
+                 {"kind": "samples", "run": str(ref.run_dir), "settings": s, "checkpoint_step": run.step})
+    reference = None
+    if samples.dim() == 2:
+        ds = dataset_from(run.spec.data, root=data_root(run.spec.data.root, cli_data_root), split="test")
+        reference, _ = ds.get_batch(torch.arange(min(len(ds), 2000)))
+    write_bytes_atomic(out_dir / "grid.png", samples_png(samples[:100], reference, title=f"{s['n']} samples"))
+    if snapshots and samples.dim() == 4:
+        write_bytes_atomic(out_dir / "chain.png", chain_strip_png(snapshots))
+        files["chain"] = str(out_dir / "chain.png")
+
+    metrics: dict[str, Any] = {}
+    if opts.fid:
+        metrics = fid_metrics(run, samples, cli_data_root=cli_data_root, device=torch_device, reporter=reporter)
+    result = SampleResult(out_dir, s["n"], s["steps"], seconds, files, metrics, s)
+    write_json(out_dir / "result.json", {"command": "sample", **result.to_dict()})
+    return result
+
+
+def fid_metrics(
+    run: LoadedRun, samples: torch.Tensor, *, cli_data_root: str | None, device: torch.device, reporter: Reporter
+) -> dict[str, Any]:
+    """FID/KID/precision/recall of ``samples`` against the run's dataset, with the extractor named."""
+    from ebmctl.evaluation.fid import image_metrics
+    from ebmctl.evaluation.judges import load_or_train_judge
+
+    if samples.dim() != 4:
+        raise SpecError("--fid needs images; this run samples 2D points", "look at grid.png instead")
+    spec = run.spec
+    root = data_root(spec.data.root, cli_data_root)
+    shape = run.info.shape
+    test = _reference_split(spec, root, shape)
+    n = len(samples)
+    idx = torch.randperm(len(test), generator=torch.Generator().manual_seed(0))[:n]
+    reference = to_float(test.get_batch(idx)[0], dequantize=False)
+    weights = spec.eval.inception_weights
+    out: dict[str, Any] = {}
+    judge = None
+    if weights is None or test.info.num_classes > 0:
+        train_ds = dataset_from(spec.data, root=root, split=spec.data.split, image_size=shape[-1], channels=shape[0])
+        path = cache_dir() / "judges" / f"{spec.data.name}-{shape[0]}x{shape[1]}x{shape[2]}.safetensors"
+        with reporter.progress(f"judge for {spec.data.name}", spec.eval.judge_steps) as bar:
+            judge, trained = load_or_train_judge(
+                path, train_ds, test, steps=spec.eval.judge_steps, device=str(device),
+                progress=lambda step, total, m: bar.update(step),
+            )
+        if trained:
+            reporter.info(f"trained the {spec.data.name} judge ({path})")
+        out.update(judge_report(judge, samples, device))
+    reporter.info(f"computing FID/KID/PR on {n} samples vs {len(reference)} {spec.data.name} test images")
+    metrics = image_metrics(samples, reference, judge=None if weights else judge, inception_weights=weights,
+                            kid_subset_size=min(n, len(reference), 1000))
+    out.update(metrics)
+    return out
+
+
+def _reference_split(spec: Any, root: Path | None, shape: tuple[int, ...]):
+    try:
+        return dataset_from(spec.data, root=root, split="test", image_size=shape[-1], channels=shape[0])
+    except SpecError:
+        return dataset_from(spec.data, root=root, split=spec.data.split, image_size=shape[-1], channels=shape[0])
+
+
+def judge_report(judge: Any, samples: torch.Tensor, device: torch.device, threshold: float = 0.9) -> dict[str, Any]:
+    """How the judge sees the samples: the share it classifies with confidence >= ``threshold`` and the
+    share of each class among its predictions (coverage)."""
+    judge = judge.to(device).eval()
+    probs = []
+    with torch.no_grad():
+        for chunk in samples.split(256):
+            probs.append(torch.softmax(judge.logits(chunk.to(device)), dim=1).cpu())
+    p = torch.cat(probs)
+    conf, cls = p.max(dim=1)
+    names = list(judge.meta.get("class_names") or range(p.shape[1]))
+    counts = torch.bincount(cls, minlength=p.shape[1]).tolist()
+    return {
+        "judge_confident": float((conf >= threshold).float().mean()),
+        "judge_threshold": threshold,
+        "judge_test_accuracy": judge.meta.get("test_accuracy"),
+        "judge_class_share": {str(names[i]): counts[i] / len(cls) for i in range(len(counts))},
+    }

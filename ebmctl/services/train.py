@@ -1,0 +1,317 @@
+"""`ebmctl train`: build a run from a spec, train it with checkpoints, resume it exactly."""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ebmctl import __version__
+from ebmctl.checkpoints import load_tensors, save_tensors, write_bytes_atomic
+from ebmctl.data import BatchStream, DataInfo, to_float
+from ebmctl.errors import DivergenceError, EbmctlError, SpecError
+from ebmctl.methods.state import rng_state, set_rng_state
+from ebmctl.runs import (
+    MODEL_CKPT,
+    SPEC_JSON,
+    STATE_CKPT,
+    append_metrics,
+    new_run_dir,
+    read_json,
+    read_metrics,
+    start_run_json,
+    truncate_metrics,
+    update_run_json,
+    write_json,
+)
+from ebmctl.services.build import build_method, data_root, dataset_from, resolve_device
+from ebmctl.services.pictures import samples_png, training_curves_png
+from ebmctl.services.reporting import NullReporter, Reporter
+from ebmctl.specs import RunSpec, deep_merge, spec_to_json, validate_spec
+
+TIMING_KEYS = ("images_per_s", "elapsed_s")
+# Keys a resume may change: how long to train and how often to write, never what is trained.
+RESUMABLE_KEYS = ("train.steps", "train.log_every", "train.checkpoint_every", "train.sample_every", "data.root",
+                  "data.workers", "data.download", "sample", "eval")
+
+
+class Interrupted(EbmctlError):
+    """Training stopped by Ctrl-C after saving a checkpoint (exit 130)."""
+
+    exit_code = 130
+    kind = "interrupted"
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    status: str
+    step: int
+    total_steps: int
+    seconds: float
+    final: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run": str(self.run_dir),
+            "status": self.status,
+            "step": self.step,
+            "total_steps": self.total_steps,
+            "seconds": round(self.seconds, 2),
+            "checkpoint": str(self.run_dir / MODEL_CKPT),
+            "final": self.final,
+        }
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def info_doc(info: DataInfo) -> dict[str, Any]:
+    return {"name": info.name, "kind": info.kind, "shape": list(info.shape), "num_classes": info.num_classes,
+            "class_names": list(info.class_names), "attribute_names": list(info.attribute_names)}
+
+
+class _Window:
+    """Running means of the metrics between two lines of metrics.jsonl (saved in checkpoints)."""
+
+    def __init__(self, state: dict[str, Any] | None = None) -> None:
+        state = state or {}
+        self.sums: dict[str, float] = dict(state.get("sums", {}))
+        self.counts: dict[str, int] = dict(state.get("counts", {}))
+
+    def add(self, metrics: dict[str, float]) -> None:
+        for k, v in metrics.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+            self.counts[k] = self.counts.get(k, 0) + 1
+
+    def means(self) -> dict[str, float]:
+        return {k: self.sums[k] / self.counts[k] for k in self.sums}
+
+    def reset(self) -> None:
+        self.sums, self.counts = {}, {}
+
+    def state(self) -> dict[str, Any]:
+        return {"sums": self.sums, "counts": self.counts}
+
+
+@contextmanager
+def _sigint_flag() -> Iterator[dict[str, bool]]:
+    """Turn the first Ctrl-C into a flag checked between steps; a second one interrupts at once."""
+    flag = {"stop": False}
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum: int, frame: Any) -> None:
+        if flag["stop"]:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            raise KeyboardInterrupt
+        flag["stop"] = True
+
+    try:
+        signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not in the main thread: leave the default behaviour
+        yield flag
+        return
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class Trainer:
+    """The training loop of one run."""
+
+    def __init__(self, spec: RunSpec, *, device: torch.device, cli_data_root: str | None, reporter: Reporter,
+                 run_dir: Path | None = None) -> None:
+        self.spec = spec
+        self.run_dir = run_dir or Path(".")
+        self.device = device
+        self.reporter = reporter
+        self.dataset = dataset_from(spec.data, root=data_root(spec.data.root, cli_data_root))
+        self.info = self.dataset.info
+        self.method = build_method(spec, self.info, device)
+        self.step = 0
+        self.window = _Window()
+        self.spec_doc = spec_to_json(spec)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def save(self) -> None:
+        tensors = self.method.state_tensors()
+        rng_tensors, rng_meta = rng_state()
+        tensors.update(rng_tensors)
+        meta = {"kind": "state", "format": 1, "step": self.step, "spec": self.spec_doc, "method": self.method.state_meta(),
+                "rng": rng_meta, "window": self.window.state(), "ebmctl": __version__}
+        save_tensors(self.run_dir / STATE_CKPT, tensors, meta)
+        model_meta = {"kind": "model", "format": 1, "step": self.step, "spec": self.spec_doc, "method": self.spec.method.name,
+                      "data": info_doc(self.info), "ebmctl": __version__}
+        save_tensors(self.run_dir / MODEL_CKPT, self.method.weight_tensors(), model_meta)
+        update_run_json(self.run_dir, step=self.step)
+        self.write_curves()
+
+    def restore(self) -> None:
+        tensors, meta = load_tensors(self.run_dir / STATE_CKPT)
+        self.method.load_state(tensors, meta["method"])
+        set_rng_state(tensors, meta["rng"])
+        self.step = int(meta["step"])
+        self.window = _Window(meta.get("window"))
+        truncate_metrics(self.run_dir, self.step)
+
+    def write_curves(self) -> None:
+        records = read_metrics(self.run_dir)
+        if records:
+            title = f"{self.run_dir.name} ({self.spec.method.name} on {self.info.name})"
+            write_bytes_atomic(self.run_dir / "plots" / "training.png", training_curves_png(records, title))
+
+    def write_negatives(self, tag: str) -> None:
+        x = self.method.last_negatives
+        if x is None:
+            return
+        reference = None
+        if x.dim() == 2:
+            reference, _ = self.dataset.get_batch(torch.arange(min(len(self.dataset), 2000)))
+        png = samples_png(x[:64].detach().cpu(), reference, title=f"negatives at step {self.step}")
+        write_bytes_atomic(self.run_dir / "samples" / f"negatives-{tag}.png", png)
+
+    # ------------------------------------------------------------------ loop
+
+    def run(self) -> TrainResult:
+        spec, tr = self.spec, self.spec.train
+        stream = iter(BatchStream(self.dataset, tr.batch_size, spec.seed, start_step=self.step, workers=spec.data.workers))
+        fields = ("loss", "E+", "E-", "gap", "img/s")
+        started = time.perf_counter()
+        window_start, window_images = time.perf_counter(), 0
+        with _sigint_flag() as flag, self.reporter.progress(
+            f"train {self.run_dir.name}", tr.steps, unit="step", fields=fields
+        ) as bar:
+            bar.update(self.step)
+            while self.step < tr.steps:
+                x, _labels = next(stream)
+                x = to_float(x, spec.data.dequantize).to(self.device)
+                metrics = self.method.train_step(x)
+                self.step += 1
+                if not all(math.isfinite(v) for v in metrics.values()):
+                    self._diverged(metrics)
+                self.window.add(metrics)
+                window_images += x.shape[0]
+                if self.step % tr.log_every == 0 or self.step == tr.steps:
+                    now = time.perf_counter()
+                    record = {"step": self.step, **self.window.means(),
+                              "images_per_s": window_images / max(now - window_start, 1e-9),
+                              "elapsed_s": now - started}
+                    append_metrics(self.run_dir, record)
+                    self.window.reset()
+                    window_start, window_images = now, 0
+                    bar.update(self.step, **{"loss": record.get("loss"), "E+": record.get("e_pos"), "E-": record.get("e_neg"),
+                                             "gap": record.get("gap"), "img/s": record["images_per_s"]})
+                else:
+                    bar.update(self.step)
+                if self.step % tr.sample_every == 0:
+                    self.write_negatives(f"step-{self.step:07d}")
+                if self.step % tr.checkpoint_every == 0 or self.step == tr.steps:
+                    self.save()
+                if flag["stop"] and self.step < tr.steps:
+                    self.save()
+                    update_run_json(self.run_dir, status="interrupted")
+                    raise Interrupted(f"interrupted at step {self.step}/{tr.steps}; a checkpoint was saved",
+                                      f"resume with: ebmctl train --resume {self.run_dir}")
+        self.write_negatives("final")
+        update_run_json(self.run_dir, status="completed", step=self.step)
+        last = read_metrics(self.run_dir)
+        final = {k: v for k, v in (last[-1] if last else {}).items() if k != "step"}
+        return TrainResult(self.run_dir, "completed", self.step, tr.steps, time.perf_counter() - started, final)
+
+    def _diverged(self, metrics: dict[str, float]) -> None:
+        bad = ", ".join(f"{k}={v}" for k, v in metrics.items() if not math.isfinite(v))
+        update_run_json(self.run_dir, status="diverged", diverged_at=self.step)
+        raise DivergenceError(
+            f"training diverged at step {self.step} ({bad}); the last checkpoint is kept",
+            "lower train.lr or sampler.step_size, then train again (or resume from the checkpoint)",
+        )
+
+
+def train(
+    spec: RunSpec,
+    *,
+    runs_root: Path,
+    device: str = "auto",
+    cli_data_root: str | None = None,
+    reporter: Reporter | None = None,
+) -> TrainResult:
+    """Train a new run of ``spec`` under ``runs_root``."""
+    reporter = reporter or NullReporter()
+    torch_device = resolve_device(device)
+    seed_everything(spec.seed)
+    # Build everything (data, net) before the run directory exists: a bad spec leaves nothing behind.
+    trainer = Trainer(spec, device=torch_device, cli_data_root=cli_data_root, reporter=reporter)
+    run_dir = new_run_dir(runs_root, spec.preset or spec.method.name)
+    trainer.run_dir = run_dir
+    write_json(run_dir / SPEC_JSON, trainer.spec_doc)
+    start_run_json(run_dir, preset=spec.preset, method=spec.method.name, device=str(torch_device), parents=[])
+    reporter.info(f"run {run_dir} ({spec.method.name}, {spec.net.name}, {trainer.info.name}, {torch_device})")
+    return _run_guarded(trainer)
+
+
+def resume(
+    run_dir: Path,
+    *,
+    overrides: dict[str, Any] | None = None,
+    device: str = "auto",
+    cli_data_root: str | None = None,
+    reporter: Reporter | None = None,
+) -> TrainResult:
+    """Continue ``run_dir`` from its last checkpoint; ``overrides`` may only touch RESUMABLE_KEYS."""
+    reporter = reporter or NullReporter()
+    saved = read_json(run_dir / SPEC_JSON)
+    for path in _flat_paths(overrides or {}):
+        if not any(path == k or path.startswith(k + ".") for k in RESUMABLE_KEYS):
+            raise SpecError(f"cannot change {path} when resuming", "only train.steps, logging intervals, data.root, "
+                            "sample.* and eval.* may change; start a new run for anything else")
+    spec = validate_spec(deep_merge(saved, overrides or {}))
+    torch_device = resolve_device(device)
+    seed_everything(spec.seed)
+    trainer = Trainer(spec, device=torch_device, cli_data_root=cli_data_root, reporter=reporter, run_dir=run_dir)
+    if (run_dir / STATE_CKPT).exists():
+        trainer.restore()
+    else:
+        truncate_metrics(run_dir, 0)
+    write_json(run_dir / SPEC_JSON, trainer.spec_doc)
+    update_run_json(run_dir, status="running", device=str(torch_device))
+    reporter.info(f"resuming {run_dir} at step {trainer.step}/{spec.train.steps}")
+    return _run_guarded(trainer)
+
+
+def _run_guarded(trainer: Trainer) -> TrainResult:
+    try:
+        return trainer.run()
+    except (Interrupted, DivergenceError):
+        raise
+    except KeyboardInterrupt:
+        update_run_json(trainer.run_dir, status="interrupted")
+        raise Interrupted(f"interrupted at step {trainer.step}", f"resume with: ebmctl train --resume {trainer.run_dir}") from None
+    except BaseException as exc:
+        update_run_json(trainer.run_dir, status="failed", error=f"{type(exc).__name__}: {exc}"[:300])
+        raise
+
+
+def _flat_paths(tree: dict[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.extend(_flat_paths(v, f"{prefix}{k}."))
+        else:
+            out.append(f"{prefix}{k}")
+    return out

@@ -1,0 +1,485 @@
+"""Typed run specs: pydantic models, presets and ``--set`` overrides.
+
+Precedence: field defaults < the method's defaults (its released code's settings) < preset < ``--set``
+< dedicated command-line options. Every model forbids unknown keys, so a typo is an error.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+import tomllib
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ebmctl.errors import SpecError
+
+
+class Section(BaseModel):
+    """Base of every spec section: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# ----------------------------------------------------------------------------------------------- data
+
+
+class DataSpec(Section):
+    name: str = Field("shapes32", description="Dataset name (see `ebmctl presets` docs: embedded or real).")
+    root: str | None = Field(
+        None, description="Directory holding real datasets; defaults to --data-root or $EBMCTL_DATA."
+    )
+    split: str = Field("train", description="Split to train on.")
+    image_size: int | None = Field(None, ge=4, le=1024, description="Resize images to this size (None: native).")
+    channels: int | None = Field(None, ge=1, le=3, description="Convert images to 1 or 3 channels (None: native).")
+    verify_checksums: bool = Field(True, description="Verify torchvision's md5 sums of real datasets.")
+    download: bool = Field(False, description="Let torchvision download a missing real dataset.")
+    dequantize: bool = Field(
+        True, description="Map uint8 pixels to (v + U[0,1)) / 256 as the released IGEBM/ICD code does."
+    )
+    workers: int = Field(0, ge=0, le=64, description="DataLoader worker processes (0: load in the main process).")
+
+
+# ----------------------------------------------------------------------------------------------- nets
+
+
+class IcdResNetSpec(Section):
+    name: Literal["icd_resnet"] = "icd_resnet"
+    width: int = Field(64, ge=4, le=1024, description="Filters of the first stage (released code: 64).")
+    multiscale: bool = Field(True, description="Sum energies at full, half and quarter resolution.")
+    self_attn: bool = Field(True, description="SAGAN self-attention after the second stage (8x8 at 32 px).")
+    norm: bool = Field(True, description="InstanceNorm (<=128 ch) / GroupNorm(32) inside residual blocks.")
+    spectral_norm: bool = Field(False, description="Spectrally normalised convs instead of weight standardisation.")
+    label_maps: int = Field(
+        10, ge=0, description="Width of the FiLM label maps the released code builds in every block (unused "
+        "when unconditional; 10 reproduces its parameter count, 0 drops them)."
+    )
+
+
+class IgebmResNetSpec(Section):
+    name: Literal["igebm_resnet"] = "igebm_resnet"
+    width: int = Field(128, ge=4, le=1024, description="Filters of the first stage (released code: 128).")
+    self_attn: bool = Field(False, description="Self-attention in place of the fourth residual block.")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout inside residual blocks (training mode only).")
+
+
+class SmallConvSpec(Section):
+    name: Literal["small_conv"] = "small_conv"
+    width: int = Field(32, ge=4, le=1024, description="Filters of the first layer.")
+    multiscale: bool = Field(False, description="Add half and quarter resolution branches.")
+
+
+class MlpSpec(Section):
+    name: Literal["mlp"] = "mlp"
+    hidden: int = Field(128, ge=2, le=8192, description="Hidden units per layer.")
+    depth: int = Field(3, ge=1, le=32, description="Hidden layers.")
+
+
+NetSpec = Annotated[IcdResNetSpec | IgebmResNetSpec | SmallConvSpec | MlpSpec, Field(discriminator="name")]
+
+
+# -------------------------------------------------------------------------------------------- sampler
+
+
+class SamplerSpec(Section):
+    steps: int = Field(60, ge=1, le=100_000, description="Langevin steps per training iteration.")
+    step_size: float = Field(10.0, gt=0, description="Multiplier of the energy gradient in each step.")
+    noise: float = Field(0.005, ge=0, description="Standard deviation of the Gaussian noise added each step.")
+    noise_first: bool = Field(True, description="Add the noise before evaluating the gradient (IGEBM, ICD).")
+    grad_clamp: float | None = Field(None, gt=0, description="Clamp each gradient element to +-this (None: off).")
+    pixel_clamp: tuple[float, float] | None = Field((0.0, 1.0), description="Clamp chains to this range after each step.")
+
+    @model_validator(mode="after")
+    def _ordered_clamp(self) -> SamplerSpec:
+        if self.pixel_clamp is not None and not self.pixel_clamp[0] < self.pixel_clamp[1]:
+            raise ValueError("pixel_clamp must be [low, high] with low < high")
+        return self
+
+
+class BufferSpec(Section):
+    policy: Literal["fifo", "reservoir", "none"] = Field(
+        "fifo", description="fifo: newest replace oldest; reservoir: uniform over all negatives ever seen."
+    )
+    size: int = Field(10_000, ge=1, description="Capacity in samples.")
+    reinit: float = Field(0.05, ge=0, le=1, description="Probability that a chain restarts from uniform noise.")
+    uint8: bool = Field(True, description="Store images as uint8 (dequantised on draw).")
+    augment: bool = Field(False, description="Apply a random augmentation to every draw (ICD's transitions).")
+
+
+class AugmentSpec(Section):
+    crop_scale: tuple[float, float] = Field((0.08, 1.0), description="RandomResizedCrop area range.")
+    flip: bool = Field(True, description="Random horizontal flip.")
+    jitter: tuple[float, float, float, float] = Field(
+        (0.8, 0.8, 0.8, 0.4), description="ColorJitter brightness, contrast, saturation, hue."
+    )
+    jitter_p: float = Field(0.8, ge=0, le=1, description="Probability of the colour jitter.")
+    gray_p: float = Field(0.2, ge=0, le=1, description="Probability of converting to grayscale.")
+    blur_p: float = Field(0.0, ge=0, le=1, description="Probability of a Gaussian blur (sigma 0.1-2).")
+
+    @model_validator(mode="after")
+    def _ordered_scale(self) -> AugmentSpec:
+        lo, hi = self.crop_scale
+        if not 0 < lo <= hi <= 1:
+            raise ValueError("crop_scale must be [low, high] with 0 < low <= high <= 1")
+        return self
+
+
+# ---------------------------------------------------------------------------------------------- train
+
+
+class TrainSpec(Section):
+    steps: int = Field(1000, ge=1, le=100_000_000, description="Optimiser steps.")
+    batch_size: int = Field(128, ge=1, le=65_536, description="Data (and chain) batch size.")
+    lr: float = Field(3e-4, gt=0, description="Adam learning rate.")
+    betas: tuple[float, float] = Field((0.0, 0.999), description="Adam betas.")
+    grad_clip: float | None = Field(None, gt=0, description="Clip the parameter-gradient norm (None: off).")
+    ema: float | None = Field(None, ge=0, lt=1, description="EMA decay of the weights (None: no EMA).")
+    log_every: int = Field(10, ge=1, description="Steps between lines of metrics.jsonl.")
+    checkpoint_every: int = Field(1000, ge=1, description="Steps between checkpoints (and at the end).")
+    sample_every: int = Field(1000, ge=1, description="Steps between grids of training negatives.")
+
+
+class SampleSpec(Section):
+    """Test-time sampling defaults for `ebmctl sample` (overridden by its options)."""
+
+    steps: int = Field(100, ge=1, le=1_000_000, description="Langevin steps from the initial chains.")
+    n: int = Field(64, ge=1, le=1_000_000, description="Number of samples.")
+    init: Literal["noise", "buffer"] = Field("noise", description="Start from uniform noise or the replay buffer.")
+    aug_every: int = Field(0, ge=0, description="Augment the chains every K steps (0: never; ICD Algorithm 2).")
+    plain_steps: int = Field(0, ge=0, description="Final steps without augmentation.")
+    step_size: float | None = Field(None, gt=0, description="Step size (None: the training sampler's).")
+    noise: float | None = Field(None, ge=0, description="Noise (None: the training sampler's).")
+
+
+class EvalSpec(Section):
+    inception_weights: str | None = Field(
+        None, description="Local Inception-v3 weights for FID/KID (pt_inception-2015-12-05); else the judge."
+    )
+    fid_samples: int = Field(1000, ge=10, description="Samples (and reference images) for --fid.")
+    judge_steps: int = Field(1500, ge=10, description="Training steps of the in-domain judge on first use.")
+
+
+# ---------------------------------------------------------------------------------------------- methods
+
+
+class IgebmMethodSpec(Section):
+    name: Literal["igebm"] = "igebm"
+    l2: float = Field(1.0, ge=0, description="Coefficient of E+^2 + E-^2.")
+
+
+class IcdMethodSpec(Section):
+    name: Literal["icd"] = "icd"
+    l2: float = Field(1.0, ge=0, description="Coefficient of E+^2 + E-^2.")
+    kl: bool = Field(True, description="KL term L_opt: energy of the last step, differentiated through it.")
+    kl_coeff: float = Field(1.0, ge=0, description="Weight of L_opt.")
+    kl_chains: int = Field(128, ge=1, description="Chains differentiated through their last step.")
+    entropy: bool = Field(True, description="Nearest-neighbour entropy term L_ent on the differentiable last step.")
+    entropy_coeff: float = Field(0.3, ge=0, description="Weight of L_ent.")
+    entropy_refs: int = Field(100, ge=1, description="Augmented buffer samples the nearest neighbour is taken over.")
+    entropy_min_buffer: int = Field(1000, ge=1, description="Buffer fill below which L_ent is skipped.")
+
+
+MethodSpec = Annotated[IgebmMethodSpec | IcdMethodSpec, Field(discriminator="name")]
+
+
+def _expand_name(value: Any) -> Any:
+    """Allow ``method = "icd"`` as shorthand for ``[method] name = "icd"`` (same for net)."""
+    return {"name": value} if isinstance(value, str) else value
+
+
+class RunSpec(Section):
+    """Everything a training run needs; saved as spec.json and inside every checkpoint."""
+
+    preset: str | None = Field(None, description="Name of the preset this spec came from.")
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="Seed of every random draw of the run.")
+    method: MethodSpec = Field(default_factory=IcdMethodSpec, description="Training method and its loss terms.")
+    data: DataSpec = Field(default_factory=DataSpec)
+    net: NetSpec = Field(default_factory=IcdResNetSpec, description="Energy network.")
+    sampler: SamplerSpec = Field(default_factory=SamplerSpec)
+    buffer: BufferSpec = Field(default_factory=BufferSpec)
+    augment: AugmentSpec = Field(default_factory=AugmentSpec)
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    sample: SampleSpec = Field(default_factory=SampleSpec)
+    eval: EvalSpec = Field(default_factory=EvalSpec)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthands(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            data = dict(data)
+            for key in ("method", "net"):
+                if key in data:
+                    data[key] = _expand_name(data[key])
+        return data
+
+
+# The released code's settings per method: the layer between field defaults and presets.
+METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
+    "igebm": {
+        "net": {"name": "igebm_resnet"},
+        "sampler": {"steps": 60, "step_size": 10.0, "noise": 0.005, "noise_first": True, "grad_clamp": 0.01},
+        "buffer": {"policy": "fifo", "size": 10_000, "reinit": 0.05, "augment": False},
+        "train": {"batch_size": 128, "lr": 3e-4, "betas": (0.0, 0.999), "grad_clip": None, "ema": None},
+        "sample": {"steps": 60, "aug_every": 0, "plain_steps": 0},
+    },
+    "icd": {
+        "net": {"name": "icd_resnet"},
+        "sampler": {"steps": 40, "step_size": 100.0, "noise": 0.001, "noise_first": True, "grad_clamp": None},
+        "buffer": {"policy": "reservoir", "size": 10_000, "reinit": 0.001, "augment": True},
+        "train": {"batch_size": 128, "lr": 2e-4, "betas": (0.0, 0.9), "grad_clip": 0.5, "ema": 0.99},
+        "sample": {"steps": 1000, "aug_every": 10, "plain_steps": 300},
+    },
+}
+
+METHOD_NAMES = tuple(METHOD_DEFAULTS)
+
+
+# --------------------------------------------------------------------------------------- dict plumbing
+
+
+def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``top`` into a copy of ``base``; nested dicts merge, everything else is replaced.
+
+    A section whose ``name`` changes (another net or method) is replaced whole, not merged.
+    """
+    out = copy.deepcopy(base)
+    for key, value in top.items():
+        old = out.get(key)
+        if isinstance(value, dict) and isinstance(old, dict):
+            if "name" in value and "name" in old and value["name"] != old["name"]:
+                out[key] = copy.deepcopy(value)
+            else:
+                out[key] = deep_merge(old, value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def set_path(tree: dict[str, Any], path: str, value: Any) -> None:
+    """Set ``a.b.c`` in a nested dict, creating sections on the way."""
+    keys = path.split(".")
+    node = tree
+    for key in keys[:-1]:
+        child = node.get(key)
+        if isinstance(child, str) and key in ("method", "net"):
+            child = {"name": child}
+        if not isinstance(child, dict):
+            child = {}
+        node[key] = child
+        node = child
+    node[keys[-1]] = value
+
+
+def parse_literal(text: str) -> Any:
+    """Parse a ``--set`` value as a TOML literal (never evaluated); a bare word stays a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        if any(c in text for c in "[]{}\"'") or text.strip() != text or text == "":
+            raise SpecError(
+                f"cannot parse the value {text!r} as a TOML literal",
+                'quote strings with spaces, e.g. --set data.root="/my data"; lists look like [0.0, 1.0]',
+            ) from None
+        return text
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """Split ``a.b=c`` into its path and parsed value."""
+    if "=" not in item:
+        raise SpecError(f"--set {item!r} has no '='", "write --set key.path=value, e.g. --set train.steps=500")
+    path, _, raw = item.partition("=")
+    path = path.strip()
+    if not path or any(not part.isidentifier() for part in path.split(".")):
+        raise SpecError(f"--set {item!r}: {path!r} is not a key path", "keys look like train.steps or sampler.noise")
+    return path, parse_literal(raw.strip())
+
+
+# ------------------------------------------------------------------------------------- key checking
+
+
+def _section_model(annotation: Any, value: Any) -> type[BaseModel] | None:
+    """The pydantic model a dict value is validated against (resolving discriminated unions by name)."""
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is Annotated:
+        return _section_model(args[0], value)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    members = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+    if not members:
+        return None
+    name = value.get("name") if isinstance(value, dict) else None
+    for member in members:
+        if member.model_fields.get("name") and member.model_fields["name"].default == name:
+            return member
+    return None
+
+
+def union_names(annotation: Any) -> list[str]:
+    """The ``name`` values a discriminated union accepts."""
+    if typing.get_origin(annotation) is Annotated:
+        annotation = typing.get_args(annotation)[0]
+    return [a.model_fields["name"].default for a in typing.get_args(annotation) if hasattr(a, "model_fields")]
+
+
+def check_keys(tree: dict[str, Any], model: type[BaseModel] | None = None, prefix: str = "") -> None:
+    """Raise SpecError naming the first unknown key, with a "did you mean" from the valid keys."""
+    model = model or RunSpec
+    fields = model.model_fields
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if key not in fields:
+            known = sorted(fields)
+            close = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
+            near = f"did you mean {prefix}{close[0]}?" if close else f"valid keys here: {', '.join(known)}"
+            raise SpecError(f"unknown key {path!r}", near)
+        annotation = fields[key].annotation
+        sub = _section_model(annotation, value)
+        if key == "name" and isinstance(value, str):
+            continue
+        if isinstance(value, dict):
+            if sub is None:
+                names = union_names(annotation)
+                if names:
+                    raise SpecError(
+                        f"unknown {path}.name {value.get('name')!r}",
+                        _did_you_mean(str(value.get("name")), names),
+                    )
+                continue
+            check_keys(value, sub, prefix=f"{path}.")
+        elif isinstance(value, str) and key in ("method", "net"):
+            names = union_names(annotation)
+            if value not in names:
+                raise SpecError(f"unknown {path} {value!r}", _did_you_mean(value, names))
+
+
+def _did_you_mean(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.4)
+    return f"did you mean {close[0]!r}? choices: {', '.join(choices)}" if close else f"choices: {', '.join(choices)}"
+
+
+def _nones(value: Any) -> Any:
+    """TOML has no null: the string "none" stands for None (e.g. --set train.ema=none)."""
+    if isinstance(value, dict):
+        return {k: _nones(v) for k, v in value.items()}
+    if isinstance(value, str) and value.lower() == "none":
+        return None
+    return value
+
+
+def validate_spec(tree: dict[str, Any]) -> RunSpec:
+    """Validate a merged dict into a RunSpec, turning pydantic's report into one line."""
+    check_keys(tree)
+    try:
+        return RunSpec.model_validate(_nones(tree))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"] if not _is_union_tag(p))
+        got = err.get("input")
+        shown = "" if isinstance(got, dict) else f" (got {json.dumps(got, default=str)})"
+        raise SpecError(
+            f"bad value for {where or 'spec'}: {err['msg'].removeprefix('Value error, ')}{shown}",
+            "see `ebmctl presets show NAME` for valid values, or docs/presets.md",
+        ) from None
+
+
+def _is_union_tag(part: Any) -> bool:
+    return isinstance(part, str) and part in {n for a in (MethodSpec, NetSpec) for n in union_names(a)}
+
+
+# -------------------------------------------------------------------------------------------- presets
+
+
+def presets_dir() -> Path:
+    """The folder of preset TOML files (the repository's presets/, or the installed copy)."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "presets", here / "presets"):
+        if candidate.is_dir():
+            return candidate
+    return here.parent / "presets"
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in presets_dir().glob("*.toml"))
+
+
+def preset_path(name_or_path: str) -> Path:
+    """Resolve a preset name or a path to a TOML file."""
+    candidate = Path(name_or_path).expanduser()
+    if candidate.suffix == ".toml" or "/" in name_or_path:
+        if not candidate.is_file():
+            raise SpecError(f"preset file {name_or_path} does not exist", "give a preset name or a path to a .toml file")
+        return candidate
+    path = presets_dir() / f"{name_or_path}.toml"
+    if not path.is_file():
+        raise SpecError(f"unknown preset {name_or_path!r}", _did_you_mean(name_or_path, preset_names()) +
+                        " (list them with `ebmctl presets list`)")
+    return path
+
+
+def read_preset(name_or_path: str) -> dict[str, Any]:
+    path = preset_path(name_or_path)
+    try:
+        tree = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SpecError(f"preset {path} is not valid TOML ({exc})", "fix the file's syntax") from None
+    return tree
+
+
+def preset_header(path: Path) -> list[str]:
+    """The comment lines a preset file opens with, without the leading '#'."""
+    lines = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line[1:].strip())
+    return lines
+
+
+def method_defaults(tree: dict[str, Any]) -> dict[str, Any]:
+    method = tree.get("method", {})
+    name = method if isinstance(method, str) else method.get("name", "icd") if isinstance(method, dict) else "icd"
+    if name not in METHOD_DEFAULTS:
+        raise SpecError(f"unknown method {name!r}", _did_you_mean(str(name), list(METHOD_NAMES)))
+    return METHOD_DEFAULTS[name]
+
+
+def resolve_spec(
+    preset: str | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    extra: dict[str, Any] | None = None,
+) -> RunSpec:
+    """Build a RunSpec from a preset, ``--set`` strings and dedicated options (highest precedence)."""
+    tree: dict[str, Any] = read_preset(preset) if preset else {}
+    if preset:
+        tree.setdefault("preset", Path(preset).stem if preset.endswith(".toml") else preset)
+    for item in overrides:
+        path, value = parse_override(item)
+        set_path(tree, path, value)
+    for path, value in (extra or {}).items():
+        set_path(tree, path, value)
+    tree = _normalise(tree)
+    method = tree.setdefault("method", {})
+    method.setdefault("name", RunSpec.model_fields["method"].default_factory().name)
+    merged = deep_merge(method_defaults(tree), tree)
+    return validate_spec(merged)
+
+
+def _normalise(tree: dict[str, Any]) -> dict[str, Any]:
+    out = dict(tree)
+    for key in ("method", "net"):
+        if isinstance(out.get(key), str):
+            out[key] = {"name": out[key]}
+    return out
+
+
+def spec_from_json(doc: dict[str, Any]) -> RunSpec:
+    """Rebuild a spec saved in spec.json or a checkpoint's metadata."""
+    return validate_spec(doc)
+
+
+def spec_to_json(spec: RunSpec) -> dict[str, Any]:
+    return spec.model_dump(mode="json")
