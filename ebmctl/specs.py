@@ -71,6 +71,7 @@ class SmallConvSpec(Section):
     name: Literal["small_conv"] = "small_conv"
     width: int = Field(32, ge=4, le=1024, description="Filters of the first layer.")
     multiscale: bool = Field(False, description="Add half and quarter resolution branches.")
+    down_kernel: int = Field(3, ge=3, le=4, description="Kernel of the stride-2 convs (4: no checkerboard).")
 
 
 class MlpSpec(Section):
@@ -111,6 +112,10 @@ class BufferSpec(Section):
 
 
 class AugmentSpec(Section):
+    backend: Literal["v2", "tensor"] = Field(
+        "v2", description="v2: torchvision.transforms.v2 called image by image; tensor: the same moves vectorised "
+        "over the batch with per-image parameters (faster, stays on the GPU)."
+    )
     crop_scale: tuple[float, float] = Field((0.08, 1.0), description="RandomResizedCrop area range.")
     flip: bool = Field(True, description="Random horizontal flip.")
     jitter: tuple[float, float, float, float] = Field(

@@ -59,7 +59,7 @@ def train(
             raise UsageError(f"unexpected argument {run!r}", "a run is only given with --resume")
         spec = resolve_spec(preset or "quickstart", overrides or [], extra)
         if print_spec:
-            emit(opts, spec_to_json(spec), None) if opts.json else stdout.print_json(data=spec_to_json(spec))
+            stdout.print_json(data=spec_to_json(spec))
             return
         result = service.train(spec, runs_root=opts.runs, device=opts.device, cli_data_root=opts.data_root,
                                reporter=opts.reporter())

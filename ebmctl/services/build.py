@@ -16,7 +16,7 @@ from ebmctl.methods.parts import EnergyModel
 from ebmctl.nets import build_net
 from ebmctl.samplers.buffers import make_buffer
 from ebmctl.samplers.langevin import LangevinParams
-from ebmctl.samplers.transitions import chain_augmentation
+from ebmctl.samplers.transitions import AUGMENTATIONS
 from ebmctl.specs import DataSpec, RunSpec
 
 
@@ -89,7 +89,7 @@ def build_method(spec: RunSpec, info: DataInfo, device: torch.device) -> Persist
     transition = None
     if spec.buffer.augment and is_image:
         a = spec.augment
-        transition = chain_augmentation(
+        transition = AUGMENTATIONS[a.backend](
             size=shape[-1], channels=shape[0], crop_scale=a.crop_scale, flip=a.flip, jitter=a.jitter,
             jitter_p=a.jitter_p, gray_p=a.gray_p, blur_p=a.blur_p,
         )

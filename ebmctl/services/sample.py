@@ -171,8 +171,7 @@ def fid_metrics(
             reporter.info(f"trained the {spec.data.name} judge ({path})")
         out.update(judge_report(judge, samples, device))
     reporter.info(f"computing FID/KID/PR on {n} samples vs {len(reference)} {spec.data.name} test images")
-    metrics = image_metrics(samples, reference, judge=None if weights else judge, inception_weights=weights,
-                            kid_subset_size=min(n, len(reference), 1000))
+    metrics = image_metrics(samples, reference, judge=None if weights else judge, inception_weights=weights)
     out.update(metrics)
     return out
 

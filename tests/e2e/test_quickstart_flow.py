@@ -11,7 +11,8 @@ import torch
 from ebmctl.checkpoints import load_tensors, read_meta
 
 TINY = ["--set", "train.batch_size=16", "--set", "sampler.steps=3", "--set", "method.kl_chains=8",
-        "--set", "train.log_every=1", "--set", "train.sample_every=2", "--set", "train.checkpoint_every=2"]
+        "--set", "train.log_every=1", "--set", "train.sample_every=2", "--set", "train.checkpoint_every=2",
+        "--set", "eval.judge_steps=40"]
 
 
 @pytest.fixture(scope="module")
@@ -111,3 +112,19 @@ def test_ood_scores_do_not_depend_on_the_batch_size(trained):
     sa, sb = np.load(a.files["scores"]), np.load(b.files["scores"])
     for key in sa.files:
         np.testing.assert_allclose(sa[key], sb[key], rtol=1e-5, atol=1e-6)
+
+
+def test_sample_fid_uses_the_cached_judge(trained, cli, tmp_path):
+    runs, _ = trained
+    first = cli("--runs-dir", str(runs), "--json", "sample", "--steps", "2", "--n", "24", "--fid", "--out",
+                str(tmp_path / "f1"), runs_dir=False)
+    assert first.code == 0, first.err
+    metrics = json.loads(first.out)["metrics"]
+    assert metrics["extractor"].startswith("judge") and "shapes32" in metrics["extractor"]
+    for key in ("fid", "kid_mean", "precision", "recall", "judge_confident"):
+        assert metrics[key] is not None
+    assert metrics["fid"] > 0 and 0 <= metrics["judge_confident"] <= 1
+    assert "trained the shapes32 judge" in first.err
+    second = cli("--runs-dir", str(runs), "--json", "sample", "--steps", "2", "--n", "24", "--fid", "--out",
+                 str(tmp_path / "f2"), runs_dir=False)
+    assert second.code == 0 and "trained the shapes32 judge" not in second.err
