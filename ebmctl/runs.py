@@ -51,18 +51,22 @@ def timestamp() -> str:
     return datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
-def new_run_dir(root: Path, name: str) -> Path:
-    """Create ``root/<name>-<timestamp>`` (with a numeric suffix if taken)."""
-    base = f"{safe_name(name)}-{timestamp()}"
-    root.mkdir(parents=True, exist_ok=True)
+def _fresh_dir(parent: Path, stem: str, hint: str) -> Path:
+    """Create ``parent/stem``, or ``stem-2``, ``stem-3``... if taken (never reusing a directory)."""
+    parent.mkdir(parents=True, exist_ok=True)
     for i in range(1, 1000):
-        candidate = root / (base if i == 1 else f"{base}-{i}")
+        candidate = parent / (stem if i == 1 else f"{stem}-{i}")
         try:
             candidate.mkdir()
             return candidate
         except FileExistsError:
             continue
-    raise RunError(f"cannot create a run directory under {root}", "remove old runs or pass --runs-dir")
+    raise RunError(f"cannot create a directory under {parent}", hint)
+
+
+def new_run_dir(root: Path, name: str) -> Path:
+    """Create ``root/<name>-<timestamp>`` (with a numeric suffix if taken)."""
+    return _fresh_dir(root, f"{safe_name(name)}-{timestamp()}", "remove old runs or pass --runs-dir")
 
 
 def versions() -> dict[str, str]:
@@ -204,14 +208,4 @@ def command_dir(run_dir: Path, command: str, out: str | Path | None = None) -> P
         path = Path(out).expanduser()
         path.mkdir(parents=True, exist_ok=True)
         return path
-    base = run_dir / command
-    base.mkdir(parents=True, exist_ok=True)
-    stamp = timestamp()
-    for i in range(1, 1000):
-        candidate = base / (stamp if i == 1 else f"{stamp}-{i}")
-        try:
-            candidate.mkdir()
-            return candidate
-        except FileExistsError:
-            continue
-    raise RunError(f"cannot create an output folder under {base}", "pass --out")
+    return _fresh_dir(run_dir / command, timestamp(), "pass --out")

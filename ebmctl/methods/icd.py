@@ -5,7 +5,7 @@ steps; the last step is kept differentiable on up to ``kl_chains`` chains. Loss:
 
     L_CD  = mean E(x+) - mean E(sg(x-)) + l2 (mean E(x+)^2 + mean E(x-)^2)
     L_opt = mean E_sg(theta)(x_kl)                 (gradient reaches theta through the last step only)
-    L_ent = -mean log min_j ||x_kl - b_j||_2       (b: augmented buffer samples)
+    L_ent = -mean log min_j ||x_kl - b_j||_2       (b: augmented past samples from the buffer)
     L     = L_CD + kl_coeff L_opt + entropy_coeff L_ent
 
 then gradient-norm clipping, Adam and an EMA of the weights. Every term is switchable (Table 2 ablation:
@@ -63,6 +63,13 @@ class Icd(PersistentChainEbm):
         loss_cd = cd_loss(e_pos, e_neg, self.l2)
         loss = loss_cd
         buffer = self.chains.buffer
+        # The entropy references are past samples (eq. 8), drawn before this batch joins the buffer: a chain
+        # compared with its own copy would give log 0.
+        refs = None
+        if self.entropy and x_kl is not None and buffer is not None and len(buffer) > self.entropy_min_buffer:
+            refs = buffer.sample(self.entropy_refs).to(self.device)
+            if self.chains.transition is not None:
+                refs = self.chains.transition(refs)
         if buffer is not None:
             buffer.add(x_neg)
 
@@ -72,10 +79,7 @@ class Icd(PersistentChainEbm):
                 loss_opt = net(x_kl, None if y is None else y[: len(x_kl)]).mean()
             loss = loss + self.kl_coeff * loss_opt
             metrics["kl"] = loss_opt.item()
-        if self.entropy and x_kl is not None and buffer is not None and len(buffer) > self.entropy_min_buffer:
-            refs = buffer.sample(self.entropy_refs).to(self.device)
-            if self.chains.transition is not None:
-                refs = self.chains.transition(refs)
+        if refs is not None:
             ent = nn_entropy(x_kl, refs)
             loss = loss - self.entropy_coeff * ent
             metrics["entropy"] = ent.item()

@@ -27,10 +27,12 @@ def cd_loss(e_pos: Tensor, e_neg: Tensor, l2: float) -> Tensor:
     return e_pos.mean() - e_neg.mean() + l2 * (e_pos.pow(2).mean() + e_neg.pow(2).mean())
 
 
-def nn_entropy(x: Tensor, refs: Tensor) -> Tensor:
-    """ICD's nearest-neighbour entropy estimate (up to constants): mean_i log min_j ||x_i - r_j||_2."""
+def nn_entropy(x: Tensor, refs: Tensor, floor: float = 1e-12) -> Tensor:
+    """ICD's nearest-neighbour entropy estimate (up to constants): mean_i log min_j ||x_i - r_j||_2.
+
+    An exact tie (two chains clamped to the same corner of the box) is floored at ``floor`` instead of -inf."""
     dist = torch.cdist(x.flatten(1), refs.flatten(1))
-    return dist.min(dim=1).values.log().mean()
+    return dist.min(dim=1).values.clamp_min(floor).log().mean()
 
 
 class EnergyModel:

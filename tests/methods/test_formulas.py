@@ -105,19 +105,23 @@ def test_icd_without_kl_is_plain_cd():
     assert loss.item() == pytest.approx(e_pos - e_neg + l2 * (e_pos**2 + e_neg**2), rel=1e-6)
 
 
-def test_icd_entropy_term_uses_augmented_buffer_refs():
-    w = 2.0
-    method = _icd([w], kl=False, entropy=True, entropy_coeff=0.3, entropy_refs=1, entropy_min_buffer=0)
-    buffer = FifoBuffer(1, quantize=False)
+def test_icd_entropy_term_uses_augmented_past_buffer_samples():
+    w, l2, coeff = 2.0, 0.5, 0.3
+    method = _icd([w], kl=False, entropy=True, entropy_coeff=coeff, entropy_refs=1, entropy_min_buffer=0)
+    buffer = FifoBuffer(5, quantize=False)
     buffer.add(torch.tensor([[3.0, 4.0]]))
     method.chains.buffer = buffer
     shifted = []
-    method.chains.transition = lambda x: shifted.append(1) or x + 0.0
+    method.chains.transition = lambda x: shifted.append(x.clone()) or x + 1.0
     x0 = torch.tensor([[0.0, 0.0]])
-    loss = _captured_loss(method, torch.tensor([[0.0, 0.0]]), x0)
-    # x- = 0; the buffer now holds x- itself (added before the refs are drawn): distance 0 -> log 0 = -inf.
-    assert shifted == [1]
-    assert math.isinf(loss.item())
+    loss = _captured_loss(method, torch.tensor([[1.0, 1.0]]), x0)
+    # x- = 0. The reference is the past sample (3, 4), augmented to (4, 5): log ||x_kl - ref|| = log sqrt(41).
+    # The current negative (0, 0), added to the buffer after the references are drawn, is never its own reference.
+    assert len(shifted) == 1 and torch.equal(shifted[0], torch.tensor([[3.0, 4.0]]))
+    e_pos = w * 0.5 * 2.0
+    expected = e_pos - 0.0 + l2 * e_pos**2 - coeff * math.log(math.sqrt(41.0))
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    assert len(buffer) == 2
 
 
 def test_igebm_loss_with_clamped_sampler():
@@ -156,3 +160,9 @@ def test_ood_scores_sign_convention():
     scores = energy_scores(summed_energy(net), net, x, ["energy", "grad_norm"])
     assert scores["energy"].tolist() == [0.0, -12.5]  # -E: the typical point scores higher
     assert scores["grad_norm"].tolist() == pytest.approx([0.0, -5.0])  # -||x||
+
+
+def test_entropy_of_an_exact_tie_is_floored_not_infinite():
+    x = torch.tensor([[4.5, 4.5]])
+    value = nn_entropy(x, x.clone())
+    assert torch.isfinite(value) and value.item() == pytest.approx(math.log(1e-12))
