@@ -57,7 +57,10 @@ def main(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
 ) -> None:
-    """Train, sample and evaluate energy-based models of images."""
+    """Train, sample and evaluate energy-based models of images.
+
+    Global options may also follow the command: `ebmctl train --data-root ~/data` works as well.
+    """
     ctx.obj = GlobalOptions(device=device, threads=threads, runs_dir=runs_dir, data_root=data_root, json=json_out,
                             quiet=quiet, debug=debug)
     if threads is not None:
@@ -79,6 +82,39 @@ app.command("ood", help=ood_cmd.HELP, epilog=ood_cmd.EPILOG)(ood_cmd.ood)
 app.add_typer(presets_cmd.app, name="presets")
 
 
+GLOBAL_VALUE_OPTIONS = ("--device", "--threads", "--runs-dir", "--data-root")
+GLOBAL_FLAGS = ("--json", "--quiet", "-q", "--debug")
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """Move global options written after the command to the front, so that both
+    `ebmctl --data-root D train ...` and `ebmctl train ... --data-root D` work."""
+    head: list[str] = []
+    i = 0
+    while i < len(args) and args[i].startswith("-"):  # global options already in front
+        takes_value = args[i] in GLOBAL_VALUE_OPTIONS
+        head.extend(args[i : i + 1 + takes_value])
+        i += 1 + takes_value
+    moved: list[str] = []
+    rest: list[str] = []
+    while i < len(args):
+        token = args[i]
+        if token == "--":
+            rest.extend(args[i:])
+            break
+        name = token.split("=", 1)[0]
+        if name in GLOBAL_VALUE_OPTIONS and "=" not in token and i + 1 < len(args):
+            moved.extend(args[i : i + 2])
+            i += 2
+            continue
+        if name in GLOBAL_VALUE_OPTIONS or token in GLOBAL_FLAGS:
+            moved.append(token)
+        else:
+            rest.append(token)
+        i += 1
+    return head + moved + rest
+
+
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
@@ -93,7 +129,7 @@ def _report(message: str, hint: str | None, code: int, as_json: bool, kind: str)
 
 def main_entry(argv: list[str] | None = None) -> int:
     """Run the app and map every failure to a one-line message and an exit code."""
-    args = list(sys.argv[1:] if argv is None else argv)
+    args = hoist_global_options(list(sys.argv[1:] if argv is None else argv))
     debug = "--debug" in args
     as_json = "--json" in args
     try:

@@ -92,3 +92,23 @@ def test_missing_dataset_names_directory_and_files(cli, tmp_path):
     result = cli("--data-root", str(tmp_path / "empty"), "train", "--preset", "icd-cifar10", "--steps", "1")
     assert result.code == 1
     assert "cifar-10-batches-py" in result.err and str(tmp_path / "empty") in result.err
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["train", "--preset", "q", "--data-root", "D", "--set", "x=1"], ["--data-root", "D", "train", "--preset", "q", "--set", "x=1"]),
+        (["--json", "ood", "--in", "a", "--device=cpu", "-q"], ["--json", "--device=cpu", "-q", "ood", "--in", "a"]),
+        (["--device", "cpu", "sample", "--n", "3"], ["--device", "cpu", "sample", "--n", "3"]),
+        (["presets", "show", "x", "--json"], ["--json", "presets", "show", "x"]),
+    ],
+)
+def test_global_options_may_follow_the_command(args, expected):
+    from ebmctl.cli.main import hoist_global_options
+
+    assert hoist_global_options(args) == expected
+
+
+def test_data_root_after_the_command(cli, tmp_path):
+    result = cli("train", "--preset", "icd-cifar10", "--data-root", str(tmp_path / "nowhere"), "--steps", "1")
+    assert result.code == 1 and str(tmp_path / "nowhere") in result.err
