@@ -166,3 +166,17 @@ def test_entropy_of_an_exact_tie_is_floored_not_infinite():
     x = torch.tensor([[4.5, 4.5]])
     value = nn_entropy(x, x.clone())
     assert torch.isfinite(value) and value.item() == pytest.approx(math.log(1e-12))
+
+
+def test_gradient_norm_clipping_and_the_reported_norm():
+    net = nn.Linear(4, 1, bias=False)
+    model = EnergyModel(net, lr=1e-3, betas=(0.0, 0.9), grad_clip=0.5)
+    x = torch.full((2, 4), 10.0)
+    loss = net(x).sum()  # d loss / d w = (20, 20, 20, 20): norm 40
+    reported = model.step(loss)
+    assert reported == pytest.approx(40.0)
+    assert net.weight.grad.norm().item() == pytest.approx(0.5, rel=1e-5)
+    unclipped = EnergyModel(nn.Linear(4, 1, bias=False), lr=1e-3, betas=(0.0, 0.9))
+    lin = unclipped.net
+    assert unclipped.step(lin(x).sum()) == pytest.approx(40.0)
+    assert lin.weight.grad.norm().item() == pytest.approx(40.0)
