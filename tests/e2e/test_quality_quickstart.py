@@ -19,5 +19,5 @@ def test_quickstart_samples_recognisable_shapes(tmp_path, monkeypatch):
     # The judge (a 4-class shape classifier, 100% on real test images) is confident on most samples, and
     # every shape appears among them.
     assert m["judge_test_accuracy"] > 0.98
-    assert m["judge_confident"] > 0.45  # measured 0.60 (docs/results.md)
+    assert m["judge_confident"] > 0.45  # measured 0.595 (docs/results.md)
     assert min(m["judge_class_share"].values()) > 0.01
