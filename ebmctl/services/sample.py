@@ -91,6 +91,8 @@ def sample(
     reporter = reporter or NullReporter()
     torch_device = resolve_device(device)
     run = load_run(ref, torch_device)
+    if opts.fid and run.info.kind != "image":
+        raise SpecError("--fid needs images; this run samples 2D points", "drop --fid and look at grid.png")
     s = _settings(run, opts)
     if s["init"] == "buffer":
         load_replay_buffer(run)
@@ -147,8 +149,6 @@ def fid_metrics(
     from ebmctl.evaluation.fid import image_metrics
     from ebmctl.evaluation.judges import load_or_train_judge
 
-    if samples.dim() != 4:
-        raise SpecError("--fid needs images; this run samples 2D points", "look at grid.png instead")
     spec = run.spec
     root = data_root(spec.data.root, cli_data_root)
     shape = run.info.shape

@@ -112,3 +112,13 @@ def test_global_options_may_follow_the_command(args, expected):
 def test_data_root_after_the_command(cli, tmp_path):
     result = cli("train", "--preset", "icd-cifar10", "--data-root", str(tmp_path / "nowhere"), "--steps", "1")
     assert result.code == 1 and str(tmp_path / "nowhere") in result.err
+
+
+def test_point_runs_refuse_fid_and_ood_before_doing_any_work(cli):
+    assert cli("--quiet", "train", "--preset", "igebm-toy", "--steps", "2").code == 0
+    fid = cli("sample", "--fid", "--n", "4")
+    assert fid.code == 2 and "2D points" in fid.err
+    ood = cli("ood", "--in", "8gaussians", "--out", "rings")
+    assert ood.code == 2 and "2D points" in ood.err
+    (run,) = list(cli.runs.iterdir())
+    assert not (run / "sample").exists() and not (run / "ood").exists()
