@@ -399,12 +399,8 @@ def _is_union_tag(part: Any) -> bool:
 
 
 def presets_dir() -> Path:
-    """The folder of preset TOML files (the repository's presets/, or the installed copy)."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here.parent / "presets", here / "presets"):
-        if candidate.is_dir():
-            return candidate
-    return here.parent / "presets"
+    """The folder of preset TOML files, shipped inside the package (the repository's presets/ points here)."""
+    return Path(__file__).resolve().parent / "presets"
 
 
 def preset_names() -> list[str]:
