@@ -36,7 +36,6 @@ from ebmctl.services.pictures import samples_png, training_curves_png
 from ebmctl.services.reporting import NullReporter, Reporter
 from ebmctl.specs import RunSpec, deep_merge, spec_to_json, validate_spec
 
-TIMING_KEYS = ("images_per_s", "elapsed_s")
 # Keys a resume may change: how long to train and how often to write, never what is trained.
 RESUMABLE_KEYS = ("train.steps", "train.log_every", "train.checkpoint_every", "train.sample_every", "data.root",
                   "data.workers", "data.download", "sample", "eval")
