@@ -35,6 +35,11 @@ class LangevinParams:
     grad_clamp: float | None = None
     pixel_clamp: tuple[float, float] | None = (0.0, 1.0)
 
+    def step_kwargs(self) -> dict:
+        """The keyword arguments of one step (everything but ``steps``) for :func:`sgld` and friends."""
+        return {"step_size": self.step_size, "noise": self.noise, "grad_clamp": self.grad_clamp,
+                "pixel_clamp": self.pixel_clamp, "noise_first": self.noise_first}
+
 
 @contextmanager
 def frozen(*modules: nn.Module | None) -> Iterator[None]:
@@ -101,17 +106,7 @@ def sgld(
 
 def sgld_params(energy: Energy, x: Tensor, params: LangevinParams, **kwargs) -> Tensor:
     """:func:`sgld` with a :class:`LangevinParams` bundle."""
-    return sgld(
-        energy,
-        x,
-        steps=params.steps,
-        step_size=params.step_size,
-        noise=params.noise,
-        grad_clamp=params.grad_clamp,
-        pixel_clamp=params.pixel_clamp,
-        noise_first=params.noise_first,
-        **kwargs,
-    )
+    return sgld(energy, x, steps=params.steps, **params.step_kwargs(), **kwargs)
 
 
 def differentiable_step(
@@ -161,14 +156,7 @@ def sgld_with_differentiable_tail(
     differentiable on the first ``n_diff`` chains. Returns (all final states, detached; the differentiable
     final states of those ``n_diff`` chains).
     """
-    step = dict(
-        step_size=params.step_size,
-        noise=params.noise,
-        grad_clamp=params.grad_clamp,
-        pixel_clamp=params.pixel_clamp,
-        noise_first=params.noise_first,
-        generator=generator,
-    )
+    step = {**params.step_kwargs(), "generator": generator}
     with frozen(module):
         x = sgld(energy, x, steps=params.steps - 1, callback=callback, **step)
     n_diff = min(n_diff, x.shape[0])
@@ -210,11 +198,7 @@ def augmented_sgld(
             energy,
             x,
             steps=n,
-            step_size=params.step_size,
-            noise=params.noise,
-            grad_clamp=params.grad_clamp,
-            pixel_clamp=params.pixel_clamp,
-            noise_first=params.noise_first,
+            **params.step_kwargs(),
             generator=generator,
             callback=(lambda k, s, o=offset: callback(o + k, s)) if callback else None,
         )
