@@ -18,8 +18,8 @@ from rich.progress import (
 )
 from rich.text import Text
 
-stderr = Console(stderr=True, highlight=False)
-stdout = Console(highlight=False, soft_wrap=True)
+stderr = Console(stderr=True, highlight=False, emoji=False)
+stdout = Console(highlight=False, soft_wrap=True, emoji=False)
 
 
 def _fmt(value: Any) -> str:

@@ -80,7 +80,31 @@ class MlpSpec(Section):
     depth: int = Field(3, ge=1, le=32, description="Hidden layers.")
 
 
-NetSpec = Annotated[IcdResNetSpec | IgebmResNetSpec | SmallConvSpec | MlpSpec, Field(discriminator="name")]
+class ClelResNetSpec(Section):
+    name: Literal["clel_resnet"] = "clel_resnet"
+    channels: tuple[int, ...] = Field(
+        (128, 128, 256, 256), description="Channels of each stage (CLEL base; small 64,64,128,128; large 256 x4)."
+    )
+    blocks: tuple[int, ...] = Field((2, 2, 2, 2), description="Residual blocks per stage (small: 1 each).")
+    scales: Literal[1, 3] = Field(1, description="3: three ResNets on 32/16/8 px, features concatenated (large).")
+    hidden: int = Field(2048, ge=1, le=65_536, description="Hidden width of the head f and the projection g.")
+    latent_dim: int = Field(128, ge=2, le=8192, description="Dimension of f(x) and of the latent z.")
+    spectral_norm: bool = Field(True, description="Spectral normalisation on every conv.")
+    mean: tuple[float, ...] | None = Field(None, description="Per-channel input mean (None: CIFAR-10's).")
+    std: tuple[float, ...] | None = Field(None, description="Per-channel input std (None: CIFAR-10's).")
+
+    @model_validator(mode="after")
+    def _stages(self) -> ClelResNetSpec:
+        if not self.channels or len(self.channels) != len(self.blocks):
+            raise ValueError("channels and blocks must list the same number of stages")
+        if min(self.channels) < 1 or min(self.blocks) < 1:
+            raise ValueError("channels and blocks must be positive")
+        return self
+
+
+NetSpec = Annotated[
+    IcdResNetSpec | IgebmResNetSpec | SmallConvSpec | MlpSpec | ClelResNetSpec, Field(discriminator="name")
+]
 
 
 # -------------------------------------------------------------------------------------------- sampler
@@ -102,8 +126,9 @@ class SamplerSpec(Section):
 
 
 class BufferSpec(Section):
-    policy: Literal["fifo", "reservoir", "none"] = Field(
-        "fifo", description="fifo: newest replace oldest; reservoir: uniform over all negatives ever seen."
+    policy: Literal["fifo", "reservoir", "slots", "none"] = Field(
+        "fifo", description="fifo: newest replace oldest; reservoir: uniform over all negatives ever seen; "
+        "slots: chains drawn from random slots and written back to them (CLEL)."
     )
     size: int = Field(10_000, ge=1, description="Capacity in samples.")
     reinit: float = Field(0.05, ge=0, le=1, description="Probability that a chain restarts from uniform noise.")
@@ -166,6 +191,10 @@ class EvalSpec(Section):
     )
     fid_samples: int = Field(1000, ge=10, description="Samples (and reference images) for --fid.")
     judge_steps: int = Field(1500, ge=10, description="Training steps of the in-domain judge on first use.")
+    attribute_judge_steps: int | None = Field(
+        None, ge=1, description="Training steps of the attribute judge of compose (None: 1000 for the CNN, 4000 "
+        "for CelebA's ResNet-18)."
+    )
 
 
 # ---------------------------------------------------------------------------------------------- methods
@@ -174,6 +203,10 @@ class EvalSpec(Section):
 class IgebmMethodSpec(Section):
     name: Literal["igebm"] = "igebm"
     l2: float = Field(1.0, ge=0, description="Coefficient of E+^2 + E-^2.")
+    condition: str | None = Field(
+        None, description="Train a conditional model: 'class', or one binary attribute of the dataset (e.g. "
+        "'smiling'), whose models compose with `ebmctl compose --runs`."
+    )
 
 
 class IcdMethodSpec(Section):
@@ -186,9 +219,44 @@ class IcdMethodSpec(Section):
     entropy_coeff: float = Field(0.3, ge=0, description="Weight of L_ent.")
     entropy_refs: int = Field(100, ge=1, description="Augmented buffer samples the nearest neighbour is taken over.")
     entropy_min_buffer: int = Field(1000, ge=1, description="Buffer fill below which L_ent is skipped.")
+    condition: str | None = Field(
+        None, description="Train a conditional model: 'class', or one binary attribute of the dataset (e.g. "
+        "'smiling'), whose models compose with `ebmctl compose --runs`."
+    )
 
 
-MethodSpec = Annotated[IgebmMethodSpec | IcdMethodSpec, Field(discriminator="name")]
+class EncoderSpec(Section):
+    name: Literal["resnet18"] = "resnet18"
+    width: int = Field(64, ge=4, le=1024, description="Channels of the first stage (64: ResNet-18).")
+    out_dim: int = Field(128, ge=2, le=8192, description="Output dimension of the MLP head.")
+    hidden: int = Field(2048, ge=1, le=65_536, description="Hidden width of the MLP head.")
+
+
+class ClelMethodSpec(Section):
+    name: Literal["clel"] = "clel"
+    alpha: float = Field(1.0, ge=0, description="Energy regularisation: alpha (E+^2 + E-^2).")
+    beta: float = Field(0.01, ge=0, description="Weight of the latent term -beta g(f/|f|)^T z in E(x, z).")
+    temperature: float = Field(0.2, gt=0, description="NT-Xent temperature of the latent encoder.")
+    extra_negatives: bool = Field(True, description="Use the EBM's latents of the negatives as extra negatives.")
+    encoder: EncoderSpec = Field(default_factory=EncoderSpec, description="The contrastive latent encoder h.")
+    encoder_lr: float = Field(0.03, gt=0, description="SGD learning rate of the encoder (cosine schedule).")
+    encoder_momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum of the encoder.")
+    encoder_weight_decay: float = Field(5e-4, ge=0, description="SGD weight decay of the encoder.")
+    encoder_batch_size: int | None = Field(
+        None, ge=1, description="Images per step for the encoder (large: 256); None: train.batch_size."
+    )
+    warmup: int = Field(2000, ge=0, description="Linear learning-rate warm-up steps of the EBM.")
+    ema_halflife: float = Field(
+        20000, gt=0, description="EMA half-life in images: decay 0.5^(batch/halflife), on after halflife/batch steps."
+    )
+    ood_beta: float = Field(0.1, ge=0, description="beta of the joint OOD score (eq. 14; the released README: 0.1).")
+    guidance: float | None = Field(
+        None, ge=0, description="beta of E(x|z) in conditional sampling and composition (None: beta)."
+    )
+    latent_examples: int = Field(500, ge=1, description="Labelled examples averaged into a class or attribute latent.")
+
+
+MethodSpec = Annotated[IgebmMethodSpec | IcdMethodSpec | ClelMethodSpec, Field(discriminator="name")]
 
 
 def _expand_name(value: Any) -> Any:
@@ -237,6 +305,16 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
         "buffer": {"policy": "reservoir", "size": 10_000, "reinit": 0.001, "augment": True},
         "train": {"batch_size": 128, "lr": 2e-4, "betas": (0.0, 0.9), "grad_clip": 0.5, "ema": 0.99},
         "sample": {"steps": 1000, "aug_every": 10, "plain_steps": 300},
+    },
+    "clel": {
+        "net": {"name": "clel_resnet"},
+        "sampler": {"steps": 60, "step_size": 100.0, "noise": 0.001, "noise_first": False, "grad_clamp": None},
+        "buffer": {"policy": "slots", "size": 10_000, "reinit": 0.001, "uint8": False, "augment": True},
+        "augment": {"crop_scale": (0.08, 1.0), "flip": True, "jitter": (0.4, 0.4, 0.4, 0.1), "jitter_p": 0.8,
+                    "gray_p": 0.2},
+        "train": {"steps": 100_000, "batch_size": 64, "lr": 1e-4, "betas": (0.0, 0.999), "grad_clip": None,
+                  "ema": None},
+        "sample": {"steps": 600, "aug_every": 60, "plain_steps": 0},
     },
 }
 

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from ebmctl import __version__
+from ebmctl.cli import compose as compose_cmd
 from ebmctl.cli import ood as ood_cmd
 from ebmctl.cli import presets as presets_cmd
 from ebmctl.cli import sample as sample_cmd
@@ -78,6 +79,7 @@ def _set_threads(n: int) -> None:
 
 app.command("train", help=train_cmd.HELP, epilog=train_cmd.EPILOG)(train_cmd.train)
 app.command("sample", help=sample_cmd.HELP, epilog=sample_cmd.EPILOG)(sample_cmd.sample)
+app.command("compose", help=compose_cmd.HELP, epilog=compose_cmd.EPILOG)(compose_cmd.compose)
 app.command("ood", help=ood_cmd.HELP, epilog=ood_cmd.EPILOG)(ood_cmd.ood)
 app.add_typer(presets_cmd.app, name="presets")
 

@@ -18,6 +18,7 @@ HELP = "Out-of-distribution detection: AUROC, AUPR-in/out and FPR@95%TPR of a ru
 EPILOG = examples(
     "ebmctl ood --in cifar10 --out svhn",
     "ebmctl ood --in shapes32 --out textures,photos --score energy,grad_norm",
+    "ebmctl ood --in cifar10 --out svhn --score energy,joint --beta 0.1",
     "ebmctl --json ood --run runs/icd-cifar10-20260101-120000 --in cifar10 --out svhn,cifar100,dtd --n 2000",
 )
 
@@ -27,7 +28,11 @@ def ood(
     in_name: Annotated[str | None, typer.Option("--in", help="In-distribution dataset (its test split).")] = None,
     out_names: Annotated[str | None, typer.Option("--out", help="OOD datasets, comma-separated.")] = None,
     run: Annotated[str, typer.Option("--run", "-r", help="Run directory, model checkpoint, or latest.")] = "latest",
-    score: Annotated[str, typer.Option("--score", help="Scores, comma-separated: energy, grad_norm.")] = "energy",
+    score: Annotated[str | None, typer.Option(
+        "--score", help="Scores, comma-separated: energy, grad_norm, joint (clel's eq. 14). Default: energy, "
+        "and joint too for clel runs.")] = None,
+    beta: Annotated[float | None, typer.Option("--beta", help="beta of the joint score (default: the run's "
+                                                 "method.ood_beta, 0.1).", min=0)] = None,
     n: Annotated[int | None, typer.Option("--n", help="Images per set (default: the whole test split).", min=1)] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images scored at once.", min=1)] = 256,
     split: Annotated[str, typer.Option("--split", help="Split of every set.")] = "test",
@@ -37,8 +42,8 @@ def ood(
     opts = options(ctx)
     if not in_name or not out_names:
         raise UsageError("ood needs --in and --out", "e.g. ebmctl ood --in cifar10 --out svhn")
-    oopts = OodOptions(in_name=in_name, out_names=split_list(out_names), scores=split_list(score), n=n,
-                       batch_size=batch_size, ema=not no_ema, split=split, out=out_dir)
+    oopts = OodOptions(in_name=in_name, out_names=split_list(out_names), scores=split_list(score) or None,
+                       n=n, batch_size=batch_size, ema=not no_ema, split=split, out=out_dir, beta=beta)
     result = run_ood(resolve_run(run, opts.runs), oopts, device=opts.device, cli_data_root=opts.data_root,
                      reporter=opts.reporter())
     emit(opts, result.to_dict(), _table(result))

@@ -19,6 +19,8 @@ EPILOG = examples(
     "ebmctl sample --steps 600 --n 64",
     "ebmctl sample --run runs/icd-cifar10-20260101-120000 --steps 1000 --aug-every 10 --fid",
     "ebmctl sample --init buffer --steps 100 --out my-samples",
+    "ebmctl sample --class circle --n 64",
+    "ebmctl sample --like shapes32:12",
 )
 
 
@@ -37,11 +39,17 @@ def sample(
     no_ema: Annotated[bool, typer.Option("--no-ema", help="Use the raw weights, not the EMA.")] = False,
     fid: Annotated[bool, typer.Option("--fid", help="Report FID, KID and precision/recall against the run's data.")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Chains sampled at once.", min=1)] = 128,
+    like: Annotated[str | None, typer.Option(
+        "--like", help="Sample like one image (clel): an image file or DATASET:INDEX (test split).")] = None,
+    class_label: Annotated[str | None, typer.Option(
+        "--class", help="Sample one class (name or index): clel's class latent or a class-conditional net.")] = None,
+    beta: Annotated[float | None, typer.Option(
+        "--beta", help="Weight of clel's latent term in E(x|z) (default: the run's method.guidance).", min=0)] = None,
 ) -> None:
     opts = options(ctx)
     sopts = SampleOptions(n=n, steps=steps, init=init, aug_every=aug_every, plain_steps=plain_steps,
                           step_size=step_size, noise=noise, seed=seed, ema=not no_ema, fid=fid, batch_size=batch_size,
-                          out=out)
+                          out=out, like=like, class_label=class_label, beta=beta)
     result = run_sample(resolve_run(run, opts.runs), sopts, device=opts.device, cli_data_root=opts.data_root,
                         reporter=opts.reporter())
     emit(opts, result.to_dict(), _table(result))
@@ -51,7 +59,11 @@ def _table(result: SampleResult) -> Table:
     rows = list(result.files.items())
     m = result.metrics
     if m:
-        rows.append(("extractor", str(m.get("extractor"))))
+        if m.get("extractor"):
+            rows.append(("extractor", str(m.get("extractor"))))
         rows += [(key, f"{m[key]:.4g}") for key in ("fid", "kid_mean", "kid_std", "precision", "recall",
-                                                  "judge_confident", "judge_test_accuracy") if m.get(key) is not None]
+                                                  "judge_confident", "class_accuracy", "judge_test_accuracy")
+                 if m.get(key) is not None]
+    if result.settings.get("condition"):
+        rows.insert(0, ("condition", str(result.settings["condition"])))
     return kv_table(f"{result.n} samples, {result.steps} steps, {result.seconds:.1f} s", rows)

@@ -129,6 +129,19 @@ def _check_labelled(dataset: EbmDataset) -> torch.Tensor:
     return labels.long()
 
 
+def judge_optimizer(module: nn.Module, lr: float, steps: int) -> tuple[torch.optim.Optimizer, Any]:
+    """AdamW (weight decay 5e-4) with a linear warm-up over the first 5% of ``steps``, then cosine decay."""
+    opt = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=5e-4)
+    warmup = max(1, steps // 20)
+
+    def schedule(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+
+
 def _random_shift(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:
     """Translate each image by its own random offset in [-pad, pad]^2 (edges replicated)."""
     b, _, h, w = x.shape
@@ -183,15 +196,7 @@ def train_judge(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         judge = Judge(info.shape[0], info.num_classes).to(device)
-    opt = torch.optim.AdamW(judge.parameters(), lr=lr, weight_decay=5e-4)
-    warmup = max(1, steps // 20)
-
-    def schedule(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+    opt, sched = judge_optimizer(judge, lr, steps)
     judge.train()
     for step in range(1, steps + 1):
         idx = torch.randint(0, n, (min(batch_size, n),), generator=gen)

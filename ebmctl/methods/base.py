@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 from ebmctl.methods.parts import EnergyModel, energy_scores, init_chains, summed_energy
 from ebmctl.samplers.buffers import ReplayBuffer
@@ -65,6 +66,21 @@ class PersistentChainEbm(ABC):
     def net(self) -> nn.Module:
         return self.model.net
 
+    @property
+    def has_ema(self) -> bool:
+        """Whether evaluation uses EMA weights."""
+        return self.model.ema_net is not None
+
+    def label_energy(self, y: Tensor, ema: bool = True) -> Callable[[Tensor], Tensor]:
+        """E(x | y) of a conditional net (one label per chain, or one broadcast to every chain)."""
+        net = self.model.eval_net(ema)
+
+        def energy(x: Tensor) -> Tensor:
+            labels = y.expand(x.shape[0]) if y.dim() == 0 or len(y) == 1 else y
+            return net(x, labels.reshape(-1).to(x.device)).sum(dim=1)
+
+        return energy
+
     @abstractmethod
     def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, float]:
         """Sample negatives, compute the loss, take one optimiser step; return scalar metrics."""
@@ -89,9 +105,12 @@ class PersistentChainEbm(ABC):
         plain_steps: int = 0,
         ema: bool = True,
         y: Tensor | None = None,
+        energy: Callable[[Tensor], Tensor] | None = None,
         callback: Callable[[int, Tensor], None] | None = None,
     ) -> Tensor:
-        """Draw ``n`` samples with the test-time schedule (ICD Algorithm 2 when ``aug_every`` > 0)."""
+        """Draw ``n`` samples with the test-time schedule (ICD Algorithm 2 when ``aug_every`` > 0).
+
+        ``energy`` replaces the model's own (a conditional or composed energy built on the same nets)."""
         net = self.model.eval_net(ema)
         if init == "buffer":
             buffer = self.chains.buffer
@@ -106,9 +125,9 @@ class PersistentChainEbm(ABC):
             step_size=self.sampler.step_size if step_size is None else step_size,
             noise=self.sampler.noise if noise is None else noise,
         )
-        with frozen(net):
+        with frozen(net), parametrize.cached():
             return augmented_sgld(
-                summed_energy(net, y),
+                energy or summed_energy(net, y),
                 x0,
                 params,
                 transition=self.chains.transition,

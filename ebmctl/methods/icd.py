@@ -53,7 +53,9 @@ class Icd(PersistentChainEbm):
         x0 = self.chains.draw(x.shape[0], self.device)
         x_kl = None
         if self.kl or self.entropy:
-            x_neg, x_kl = sgld_with_differentiable_tail(energy, x0, self.sampler, n_diff=self.kl_chains, module=net)
+            rows = None if y is None else (lambda r: summed_energy(net, y[r]))
+            x_neg, x_kl = sgld_with_differentiable_tail(energy, x0, self.sampler, n_diff=self.kl_chains, module=net,
+                                                        rows_energy=rows)
         else:
             with frozen(net):
                 x_neg = sgld_params(energy, x0, self.sampler)

@@ -4,6 +4,7 @@ initialisation from a replay buffer, the contrastive-divergence loss, and OOD sc
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -36,25 +37,58 @@ def nn_entropy(x: Tensor, refs: Tensor, floor: float = 1e-12) -> Tensor:
 
 
 class EnergyModel:
-    """An energy net with its Adam optimiser, gradient-norm clipping and an optional EMA copy."""
+    """A trained net with its optimiser, learning-rate schedule, gradient-norm clipping and optional EMA.
+
+    ``optimizer`` is Adam (``betas``) or SGD (``momentum``, ``weight_decay``). The learning rate warms up
+    linearly over ``warmup`` updates and then follows a cosine decay to 0 over ``cosine_steps`` updates when
+    that is set (CLEL's encoder), as torch's LambdaLR and CosineAnnealingLR would. The EMA copies the weights
+    outright for the first ``ema_start`` updates, then averages with decay ``ema``.
+    """
 
     def __init__(
         self,
         net: nn.Module,
         *,
         lr: float,
-        betas: tuple[float, float],
+        betas: tuple[float, float] = (0.9, 0.999),
         grad_clip: float | None = None,
         ema: float | None = None,
+        optimizer: str = "adam",
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+        warmup: int = 0,
+        cosine_steps: int | None = None,
+        ema_start: int = 0,
     ) -> None:
         self.net = net
-        self.optimizer = torch.optim.Adam(net.parameters(), lr=lr, betas=betas)
+        if optimizer == "adam":
+            self.optimizer: torch.optim.Optimizer = torch.optim.Adam(
+                net.parameters(), lr=lr, betas=betas, weight_decay=weight_decay
+            )
+        elif optimizer == "sgd":
+            self.optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+        else:
+            raise ValueError(f"unknown optimizer {optimizer!r}")
+        self.base_lr = lr
+        self.warmup = warmup
+        self.cosine_steps = cosine_steps
         self.grad_clip = grad_clip
         self.ema_decay = ema
+        self.ema_start = ema_start
+        self.updates = 0
         self.ema_net: nn.Module | None = None
         if ema is not None:
             self.ema_net = copy.deepcopy(net).eval()
             self.ema_net.requires_grad_(False)
+
+    def lr_at(self, update: int) -> float:
+        """The learning rate of update number ``update`` (0-based)."""
+        lr = self.base_lr
+        if self.warmup > 0 and update < self.warmup:
+            lr *= (update + 1) / self.warmup
+        if self.cosine_steps:
+            lr *= 0.5 * (1.0 + math.cos(math.pi * min(update, self.cosine_steps) / self.cosine_steps))
+        return lr
 
     def step(self, loss: Tensor) -> float:
         """Backpropagate ``loss``, clip, take an optimiser step, update the EMA; return the gradient norm."""
@@ -65,7 +99,10 @@ class EnergyModel:
             norm = torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
         else:
             norm = torch.linalg.vector_norm(torch.stack([p.grad.detach().norm() for p in params])) if params else None
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr_at(self.updates)
         self.optimizer.step()
+        self.updates += 1
         self.update_ema()
         return float(norm) if norm is not None else 0.0
 
@@ -73,7 +110,8 @@ class EnergyModel:
     def update_ema(self) -> None:
         if self.ema_net is None or self.ema_decay is None:
             return
-        d = self.ema_decay
+        copying = 0 < self.updates <= self.ema_start  # the first ema_start updates copy the weights
+        d = 0.0 if copying else self.ema_decay
         for p_ema, p in zip(self.ema_net.parameters(), self.net.parameters(), strict=True):
             p_ema.mul_(d).add_(p.detach(), alpha=1 - d)
         for b_ema, b in zip(self.ema_net.buffers(), self.net.buffers(), strict=True):
@@ -102,11 +140,12 @@ class EnergyModel:
         return {**self.weight_tensors(), **optimizer_tensors(self.optimizer, "optim.")}
 
     def state_meta(self) -> dict[str, Any]:
-        return {"optimizer": optimizer_meta(self.optimizer)}
+        return {"optimizer": optimizer_meta(self.optimizer), "updates": self.updates}
 
     def load_state(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
         self.load_weights(tensors)
         load_optimizer(self.optimizer, tensors, meta["optimizer"], "optim.")
+        self.updates = int(meta.get("updates", 0))
 
 
 def init_chains(

@@ -11,11 +11,14 @@ from collections.abc import Callable
 
 from torch import nn
 
+from ebmctl.nets.clel import CLEL_SIZES, ClelEnergyNet, clel_energy_net
+from ebmctl.nets.encoders import ENCODERS, ResNetEncoder
 from ebmctl.nets.icd_resnet import IcdResNet
 from ebmctl.nets.igebm_resnet import IgebmResNet
 from ebmctl.nets.small import MlpEnergy, SmallConvEnergy
 
 NETS: dict[str, Callable[..., nn.Module]] = {
+    "clel_resnet": ClelEnergyNet,
     "icd_resnet": IcdResNet,
     "igebm_resnet": IgebmResNet,
     "small_conv": SmallConvEnergy,
@@ -36,11 +39,16 @@ def count_parameters(module: nn.Module) -> int:
 
 
 __all__ = [
+    "CLEL_SIZES",
+    "ENCODERS",
     "NETS",
+    "ClelEnergyNet",
     "IcdResNet",
     "IgebmResNet",
     "MlpEnergy",
+    "ResNetEncoder",
     "SmallConvEnergy",
     "build_net",
+    "clel_energy_net",
     "count_parameters",
 ]

@@ -148,7 +148,73 @@ class ReservoirBuffer(ReplayBuffer):
         return slots
 
 
-BUFFERS: dict[str, type[ReplayBuffer]] = {"fifo": FifoBuffer, "reservoir": ReservoirBuffer}
+class SlotBuffer(ReplayBuffer):
+    """Fixed slots that chains are drawn from and written back to (CLEL; EBCLR adds visit counts).
+
+    The buffer starts full of uniform noise. :meth:`draw` picks distinct slots at random, :meth:`write` puts
+    the advanced chains back into the same slots and counts the visit. :meth:`add` (new samples without a
+    slot) overwrites uniformly chosen slots.
+    """
+
+    policy = "slots"
+
+    def __init__(self, capacity: int, **kwargs: Any) -> None:
+        super().__init__(capacity, **kwargs)
+        self.visits: Tensor | None = None
+
+    def _fill(self, shape: tuple[int, ...], generator: torch.Generator | None) -> Tensor:
+        if self.storage is None:
+            lo, hi = self.value_range
+            noise = torch.rand((self.capacity, *shape), generator=generator) * (hi - lo) + lo
+            self.storage = self._encode(noise)
+            self.visits = torch.zeros(self.capacity, dtype=torch.long)
+            self.size = self.seen = self.capacity
+        return self.storage
+
+    def draw(self, n: int, shape: tuple[int, ...], generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """``n`` distinct random slots and their states (as floats)."""
+        storage = self._fill(shape, generator)
+        if n > self.capacity:
+            raise ValueError(f"cannot draw {n} chains from a buffer of {self.capacity} slots")
+        idx = torch.randperm(self.capacity, generator=generator)[:n]
+        return idx, self._decode(storage[idx.to(self.device)], generator)
+
+    def write(self, idx: Tensor, x: Tensor) -> None:
+        """Put the states ``x`` back into the slots ``idx`` and count the visit."""
+        storage = self._fill(tuple(x.shape[1:]), None)
+        storage[idx.to(self.device)] = self._encode(x)
+        assert self.visits is not None
+        self.visits[idx.cpu()] += 1
+
+    def counts(self, idx: Tensor) -> Tensor:
+        """How often each slot of ``idx`` has been written."""
+        return torch.zeros(len(idx), dtype=torch.long) if self.visits is None else self.visits[idx.cpu()]
+
+    def _slots(self, n: int, generator: torch.Generator | None) -> Tensor:
+        slots = torch.randint(0, self.capacity, (n,), generator=generator)
+        for i in range(n - 1):  # a later sample aimed at the same slot wins
+            if bool((slots[i + 1 :] == slots[i]).any()):
+                slots[i] = -1
+        return slots
+
+    def add(self, x: Tensor, generator: torch.Generator | None = None) -> None:
+        self._fill(tuple(x.shape[1:]), generator)
+        super().add(x, generator)
+        self.size = self.capacity
+
+    def state_tensors(self, prefix: str = "buffer.") -> dict[str, Tensor]:
+        out = super().state_tensors(prefix)
+        if self.visits is not None:
+            out[f"{prefix}visits"] = self.visits
+        return out
+
+    def load_state(self, tensors: dict[str, Tensor], meta: dict[str, Any], prefix: str = "buffer.") -> None:
+        super().load_state(tensors, meta, prefix)
+        visits = tensors.get(f"{prefix}visits")
+        self.visits = None if visits is None else visits.to(torch.long).clone()
+
+
+BUFFERS: dict[str, type[ReplayBuffer]] = {"fifo": FifoBuffer, "reservoir": ReservoirBuffer, "slots": SlotBuffer}
 
 
 def make_buffer(policy: str, capacity: int, **kwargs: Any) -> ReplayBuffer | None:

@@ -151,20 +151,26 @@ def sgld_with_differentiable_tail(
     module: nn.Module,
     generator: torch.Generator | None = None,
     callback: StepCallback | None = None,
+    rows_energy: Callable[[slice], Energy] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """ICD's training chain: ``steps - 1`` steps with ``module`` frozen, then a last step kept
     differentiable on the first ``n_diff`` chains. Returns (all final states, detached; the differentiable
     final states of those ``n_diff`` chains).
+
+    ``rows_energy(rows)`` gives the energy of a subset of the chains when the energy depends on the chain
+    (a conditional net with one label per chain).
     """
     step = {**params.step_kwargs(), "generator": generator}
     with frozen(module):
         x = sgld(energy, x, steps=params.steps - 1, callback=callback, **step)
     n_diff = min(n_diff, x.shape[0])
-    x_diff = differentiable_step(energy, x[:n_diff], **step)
+    head = energy if rows_energy is None else rows_energy(slice(0, n_diff))
+    x_diff = differentiable_step(head, x[:n_diff], **step)
     parts = [x_diff.detach()]
     if n_diff < x.shape[0]:
+        tail = energy if rows_energy is None else rows_energy(slice(n_diff, None))
         with frozen(module):
-            parts.append(sgld(energy, x[n_diff:], steps=1, **step))
+            parts.append(sgld(tail, x[n_diff:], steps=1, **step))
     x_final = torch.cat(parts)
     if callback is not None:
         callback(params.steps - 1, x_final)

@@ -9,15 +9,18 @@ from typing import Any
 import torch
 
 from ebmctl.data import DataInfo, EbmDataset, load_dataset
+from ebmctl.data.views import AttributeLabels, find_attribute
 from ebmctl.errors import CheckpointError, DeviceError, SpecError
 from ebmctl.methods import METHODS, PersistentChainEbm
 from ebmctl.methods.base import ChainSource
+from ebmctl.methods.clel import Clel
 from ebmctl.methods.parts import EnergyModel
 from ebmctl.nets import build_net
+from ebmctl.nets.encoders import ENCODERS
 from ebmctl.samplers.buffers import make_buffer
 from ebmctl.samplers.langevin import LangevinParams
-from ebmctl.samplers.transitions import AUGMENTATIONS
-from ebmctl.specs import DataSpec, RunSpec
+from ebmctl.samplers.transitions import AUGMENTATIONS, Transition
+from ebmctl.specs import ClelMethodSpec, ClelResNetSpec, DataSpec, RunSpec
 
 
 def resolve_device(name: str) -> torch.device:
@@ -72,10 +75,49 @@ def net_kwargs(spec: RunSpec, info: DataInfo) -> dict[str, Any]:
     return kwargs
 
 
+def condition_of(spec: RunSpec) -> str | None:
+    """The label a conditional run is trained on: 'class', an attribute name, or None."""
+    return getattr(spec.method, "condition", None)
+
+
+def condition_classes(condition: str, info: DataInfo) -> int:
+    """Number of labels of a conditional net: the dataset's classes, or 2 for one binary attribute."""
+    if condition == "class":
+        if info.num_classes < 2:
+            raise SpecError(f"{info.name} has no class labels to condition on",
+                            "condition on one of its attributes instead, or set method.condition=none")
+        return info.num_classes
+    if find_attribute(info, condition) is None:
+        names = ", ".join(info.attribute_names) or "none"
+        raise SpecError(f"{info.name} has no attribute {condition!r}",
+                        f"method.condition takes 'class' or an attribute: {names}")
+    return 2
+
+
+def conditioned_dataset(dataset: EbmDataset, condition: str | None) -> EbmDataset:
+    """The dataset whose labels a conditional run trains on."""
+    if condition is None or condition == "class":
+        return dataset
+    index = find_attribute(dataset.info, condition)
+    assert index is not None
+    return AttributeLabels(dataset, index)
+
+
+def augmentation(spec: RunSpec, shape: tuple[int, ...]) -> Transition:
+    a = spec.augment
+    return AUGMENTATIONS[a.backend](
+        size=shape[-1], channels=shape[0], crop_scale=a.crop_scale, flip=a.flip, jitter=a.jitter,
+        jitter_p=a.jitter_p, gray_p=a.gray_p, blur_p=a.blur_p,
+    )
+
+
 def build_method(spec: RunSpec, info: DataInfo, device: torch.device) -> PersistentChainEbm:
     """The method of ``spec`` for data shaped like ``info``, on ``device``."""
-    net = build_net(spec.net.name, **net_kwargs(spec, info)).to(device)
-    model = EnergyModel(net, lr=spec.train.lr, betas=spec.train.betas, grad_clip=spec.train.grad_clip, ema=spec.train.ema)
+    kwargs = net_kwargs(spec, info)
+    condition = condition_of(spec)
+    if condition is not None:
+        kwargs["num_classes"] = condition_classes(condition, info)
+    net = build_net(spec.net.name, **kwargs).to(device)
     shape = tuple(info.shape)
     is_image = info.kind == "image"
     pixel_range = spec.sampler.pixel_clamp or (0.0, 1.0)
@@ -86,19 +128,47 @@ def build_method(spec: RunSpec, info: DataInfo, device: torch.device) -> Persist
         value_range=pixel_range,
         device=device,
     )
-    transition = None
-    if spec.buffer.augment and is_image:
-        a = spec.augment
-        transition = AUGMENTATIONS[a.backend](
-            size=shape[-1], channels=shape[0], crop_scale=a.crop_scale, flip=a.flip, jitter=a.jitter,
-            jitter_p=a.jitter_p, gray_p=a.gray_p, blur_p=a.blur_p,
-        )
+    transition = augmentation(spec, shape) if spec.buffer.augment and is_image else None
     init_range = pixel_range if is_image else _points_range(spec)
     chains = ChainSource(shape=shape, buffer=buffer, reinit=spec.buffer.reinit, init_range=init_range,
                          transition=transition)
     sampler = LangevinParams(**spec.sampler.model_dump())
-    method_kwargs = spec.method.model_dump(exclude={"name"})
+    if isinstance(spec.method, ClelMethodSpec):
+        return _build_clel(spec, info, net, sampler, chains, device)
+    model = EnergyModel(net, lr=spec.train.lr, betas=spec.train.betas, grad_clip=spec.train.grad_clip, ema=spec.train.ema)
+    method_kwargs = spec.method.model_dump(exclude={"name", "condition"})
     return METHODS[spec.method.name](model, sampler=sampler, chains=chains, device=device, **method_kwargs)
+
+
+def _build_clel(spec: RunSpec, info: DataInfo, net: torch.nn.Module, sampler: LangevinParams, chains: ChainSource,
+                device: torch.device) -> PersistentChainEbm:
+    m, tr = spec.method, spec.train
+    assert isinstance(m, ClelMethodSpec)
+    if info.kind != "image" or not isinstance(spec.net, ClelResNetSpec):
+        raise SpecError("clel models images with the clel_resnet net", "use a clel-* preset (net.name=clel_resnet)")
+    if spec.buffer.policy != "slots":
+        raise SpecError("clel keeps its chains in fixed slots", "set buffer.policy=slots")
+    if tr.ema is not None:
+        raise SpecError("clel sets its EMA through method.ema_halflife", "leave train.ema unset (none)")
+    ebm_batch = tr.batch_size
+    encoder_batch = m.encoder_batch_size or ebm_batch
+    if spec.buffer.size < ebm_batch:
+        raise SpecError(f"buffer.size {spec.buffer.size} is smaller than the batch {ebm_batch}",
+                        "raise buffer.size or lower train.batch_size")
+    decay = 0.5 ** (ebm_batch / m.ema_halflife)
+    ema_start = int(m.ema_halflife / ebm_batch)
+    model = EnergyModel(net, lr=tr.lr, betas=tr.betas, grad_clip=tr.grad_clip, ema=decay, warmup=m.warmup,
+                        ema_start=ema_start)
+    enc = ENCODERS[m.encoder.name](
+        in_channels=info.shape[0], image_size=info.shape[-1], width=m.encoder.width, out_dim=m.encoder.out_dim,
+        hidden=m.encoder.hidden, mean=spec.net.mean, std=spec.net.std,
+    ).to(device)
+    encoder = EnergyModel(enc, lr=m.encoder_lr, optimizer="sgd", momentum=m.encoder_momentum,
+                          weight_decay=m.encoder_weight_decay, cosine_steps=tr.steps, ema=decay, ema_start=ema_start)
+    return Clel(model, encoder, sampler=sampler, chains=chains, augment=augmentation(spec, tuple(info.shape)),
+                alpha=m.alpha, beta=m.beta, temperature=m.temperature, extra_negatives=m.extra_negatives,
+                ebm_batch_size=ebm_batch, encoder_batch_size=encoder_batch, ood_beta=m.ood_beta,
+                guidance=m.guidance, latent_examples=m.latent_examples, device=device)
 
 
 def _points_range(spec: RunSpec) -> tuple[float, float]:

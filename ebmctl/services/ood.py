@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,20 +19,21 @@ from ebmctl.services.loading import load_run
 from ebmctl.services.reporting import NullReporter, Reporter
 from ebmctl.specs import DataSpec
 
-SCORES = ("energy", "grad_norm")
+SCORES = ("energy", "grad_norm", "joint")
 
 
 @dataclass
 class OodOptions:
     in_name: str
     out_names: list[str]
-    scores: list[str] = field(default_factory=lambda: ["energy"])
+    scores: list[str] | None = None  # None: the method's default scores
     n: int | None = None  # per set; None = the whole test split
     batch_size: int = 256
     ema: bool = True
     split: str = "test"
     out: str | None = None
     verify_checksums: bool = True
+    beta: float | None = None  # beta of CLEL's joint score (None: the run's method.ood_beta)
 
 
 @dataclass
@@ -50,7 +51,7 @@ class OodResult:
 
 
 def _check(opts: OodOptions) -> None:
-    unknown = [s for s in opts.scores if s not in SCORES]
+    unknown = [s for s in opts.scores or [] if s not in SCORES]
     if unknown:
         raise UsageError(f"unknown score {unknown[0]!r}", f"choose from {', '.join(SCORES)}")
     if not opts.out_names:
@@ -78,6 +79,12 @@ def ood(
     if run.info.kind != "image":
         raise SpecError(f"run {ref.run_dir.name} models 2D points; OOD detection here is for images",
                         "pass an image run with --run")
+    has_latents = "latents" in run.method.CAPABILITIES
+    if opts.scores is None:
+        opts = replace(opts, scores=["energy", "joint"] if has_latents else ["energy"])
+    if not has_latents and ("joint" in opts.scores or opts.beta is not None):
+        raise UsageError(f"the joint score (and --beta) needs latent variables; {run.spec.method.name} has none",
+                         "use --score energy,grad_norm, or a clel run")
     root = data_root(run.spec.data.root, cli_data_root)
     shape = run.info.shape
     started = time.perf_counter()
@@ -125,7 +132,8 @@ def _score_set(method: Any, ds: Any, idx: torch.Tensor, opts: OodOptions, device
         done = 0
         for chunk in idx.split(opts.batch_size):
             x = to_float(ds.get_batch(chunk)[0], dequantize=False).to(device)
-            for k, v in method.ood_scores(x, opts.scores, ema=opts.ema).items():
+            extra = {} if opts.beta is None else {"beta": opts.beta}
+            for k, v in method.ood_scores(x, opts.scores, ema=opts.ema, **extra).items():
                 parts[k].append(v.detach().cpu().double().numpy())
             done += len(chunk)
             bar.update(done)

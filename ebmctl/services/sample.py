@@ -15,6 +15,7 @@ from ebmctl.data import to_float
 from ebmctl.errors import SpecError, UsageError
 from ebmctl.runs import RunRef, command_dir, write_json
 from ebmctl.services.build import data_root, dataset_from, resolve_device
+from ebmctl.services.conditioning import Condition, class_condition, instance_condition
 from ebmctl.services.loading import LoadedRun, load_replay_buffer, load_run
 from ebmctl.services.pictures import chain_strip_png, samples_png
 from ebmctl.services.reporting import NullReporter, Reporter
@@ -37,6 +38,9 @@ class SampleOptions:
     batch_size: int = 128
     out: str | None = None
     snapshots: int = 10
+    like: str | None = None
+    class_label: str | None = None
+    beta: float | None = None  # beta of CLEL's E(x|z) (None: the run's method.guidance)
 
 
 @dataclass
@@ -69,7 +73,7 @@ def _settings(run: LoadedRun, opts: SampleOptions) -> dict[str, Any]:
         "step_size": opts.step_size if opts.step_size is not None else (d.step_size or run.spec.sampler.step_size),
         "noise": opts.noise if opts.noise is not None else (d.noise if d.noise is not None else run.spec.sampler.noise),
         "seed": opts.seed,
-        "ema": opts.ema and run.spec.train.ema is not None,
+        "ema": opts.ema and run.method.has_ema,
     }
     if s["n"] < 1 or s["steps"] < 1:
         raise UsageError("--n and --steps must be at least 1", "e.g. ebmctl sample --steps 600 --n 64")
@@ -97,6 +101,7 @@ def sample(
     if s["init"] == "buffer":
         load_replay_buffer(run)
     torch.manual_seed(s["seed"])
+    condition = _condition(run, opts, s, cli_data_root)
     started = time.perf_counter()
     chunks: list[torch.Tensor] = []
     snapshots: list[torch.Tensor] = []
@@ -113,6 +118,7 @@ def sample(
             x = run.method.sample(
                 b, steps=s["steps"], step_size=s["step_size"], noise=s["noise"], init=s["init"],
                 aug_every=s["aug_every"], plain_steps=s["plain_steps"], ema=s["ema"],
+                energy=condition.energy_for(done, b) if condition else None,
                 callback=keep if done == 0 else None,
             )
             chunks.append(x.detach().cpu())
@@ -134,12 +140,66 @@ def sample(
         write_bytes_atomic(out_dir / "chain.png", chain_strip_png(snapshots))
         files["chain"] = str(out_dir / "chain.png")
 
+    if condition is not None and condition.reference is not None:
+        write_bytes_atomic(out_dir / "like.png", samples_png(condition.reference, None, title="reference"))
+        files["like"] = str(out_dir / "like.png")
+
     metrics: dict[str, Any] = {}
     if opts.fid:
         metrics = fid_metrics(run, samples, cli_data_root=cli_data_root, device=torch_device, reporter=reporter)
+    if condition is not None:
+        s["condition"] = condition.description
+        if condition.target_class is not None:
+            metrics.update(class_accuracy(run, samples, condition.target_class, cli_data_root=cli_data_root,
+                                          device=torch_device, reporter=reporter))
     result = SampleResult(out_dir, s["n"], s["steps"], seconds, files, metrics, s)
     write_json(out_dir / "result.json", {"command": "sample", **result.to_dict()})
     return result
+
+
+def _condition(run: LoadedRun, opts: SampleOptions, s: dict[str, Any], cli_data_root: str | None) -> Condition | None:
+    if opts.like and opts.class_label:
+        raise UsageError("--like and --class cannot be combined", "give one of them")
+    if (opts.like or opts.class_label) and run.info.kind != "image":
+        raise SpecError("conditional sampling is for image runs", "drop --like/--class")
+    if opts.beta is not None and "latents" not in run.method.CAPABILITIES:
+        raise UsageError("--beta weighs CLEL's latent term", "drop --beta for this run")
+    if opts.like:
+        return instance_condition(run, opts.like, s["n"], cli_data_root, ema=s["ema"], beta=opts.beta)
+    if opts.class_label:
+        return class_condition(run, opts.class_label, cli_data_root, ema=s["ema"], beta=opts.beta)
+    return None
+
+
+def class_judge(run: LoadedRun, *, cli_data_root: str | None, device: torch.device, reporter: Reporter) -> Any:
+    """The in-domain class judge of the run's dataset (trained on first use, then cached)."""
+    from ebmctl.evaluation.judges import load_or_train_judge
+
+    spec = run.spec
+    root = data_root(spec.data.root, cli_data_root)
+    shape = run.info.shape
+    test = _reference_split(spec, root, shape)
+    train_ds = dataset_from(spec.data, root=root, split=spec.data.split, image_size=shape[-1], channels=shape[0])
+    path = cache_dir() / "judges" / f"{spec.data.name}-{shape[0]}x{shape[1]}x{shape[2]}.safetensors"
+    with reporter.progress(f"judge for {spec.data.name}", spec.eval.judge_steps) as bar:
+        judge, trained = load_or_train_judge(
+            path, train_ds, test, steps=spec.eval.judge_steps, device=str(device),
+            progress=lambda step, total, m: bar.update(step),
+        )
+    if trained:
+        reporter.info(f"trained the {spec.data.name} judge ({path})")
+    return judge
+
+
+def class_accuracy(run: LoadedRun, samples: torch.Tensor, target: int, *, cli_data_root: str | None,
+                   device: torch.device, reporter: Reporter) -> dict[str, Any]:
+    """The share of class-conditional samples the class judge assigns to the requested class."""
+    judge = class_judge(run, cli_data_root=cli_data_root, device=device, reporter=reporter).to(device).eval()
+    with torch.no_grad():
+        pred = torch.cat([judge.logits(c.to(device)).argmax(1).cpu() for c in samples.split(256)])
+    names = list(judge.meta.get("class_names") or [])
+    return {"class_accuracy": float((pred == target).float().mean()), "target_class": names[target] if names else target,
+            "judge_test_accuracy": judge.meta.get("test_accuracy")}
 
 
 def fid_metrics(
@@ -147,7 +207,6 @@ def fid_metrics(
 ) -> dict[str, Any]:
     """FID/KID/precision/recall of ``samples`` against the run's dataset, with the extractor named."""
     from ebmctl.evaluation.fid import image_metrics
-    from ebmctl.evaluation.judges import load_or_train_judge
 
     spec = run.spec
     root = data_root(spec.data.root, cli_data_root)
@@ -160,15 +219,7 @@ def fid_metrics(
     out: dict[str, Any] = {}
     judge = None
     if weights is None or test.info.num_classes > 0:
-        train_ds = dataset_from(spec.data, root=root, split=spec.data.split, image_size=shape[-1], channels=shape[0])
-        path = cache_dir() / "judges" / f"{spec.data.name}-{shape[0]}x{shape[1]}x{shape[2]}.safetensors"
-        with reporter.progress(f"judge for {spec.data.name}", spec.eval.judge_steps) as bar:
-            judge, trained = load_or_train_judge(
-                path, train_ds, test, steps=spec.eval.judge_steps, device=str(device),
-                progress=lambda step, total, m: bar.update(step),
-            )
-        if trained:
-            reporter.info(f"trained the {spec.data.name} judge ({path})")
+        judge = class_judge(run, cli_data_root=cli_data_root, device=device, reporter=reporter)
         out.update(judge_report(judge, samples, device))
     reporter.info(f"computing FID/KID/PR on {n} samples vs {len(reference)} {spec.data.name} test images")
     metrics = image_metrics(samples, reference, judge=None if weights else judge, inception_weights=weights)

@@ -31,7 +31,14 @@ from ebmctl.runs import (
     update_run_json,
     write_json,
 )
-from ebmctl.services.build import build_method, data_root, dataset_from, resolve_device
+from ebmctl.services.build import (
+    build_method,
+    condition_of,
+    conditioned_dataset,
+    data_root,
+    dataset_from,
+    resolve_device,
+)
 from ebmctl.services.pictures import samples_png, training_curves_png
 from ebmctl.services.reporting import NullReporter, Reporter
 from ebmctl.specs import RunSpec, deep_merge, spec_to_json, validate_spec
@@ -142,6 +149,7 @@ class Trainer:
         self.dataset = dataset_from(spec.data, root=data_root(spec.data.root, cli_data_root))
         self.info = self.dataset.info
         self.method = build_method(spec, self.info, device)
+        self.condition = condition_of(spec)
         self.step = 0
         self.window = _Window()
         self.spec_doc = spec_to_json(spec)
@@ -189,7 +197,9 @@ class Trainer:
 
     def run(self) -> TrainResult:
         spec, tr = self.spec, self.spec.train
-        stream = iter(BatchStream(self.dataset, tr.batch_size, spec.seed, start_step=self.step, workers=spec.data.workers))
+        batch_size = getattr(self.method, "data_batch_size", tr.batch_size)
+        labelled = conditioned_dataset(self.dataset, self.condition)
+        stream = iter(BatchStream(labelled, batch_size, spec.seed, start_step=self.step, workers=spec.data.workers))
         fields = ("loss", "E+", "E-", "gap", "img/s")
         started = time.perf_counter()
         window_start, window_images = time.perf_counter(), 0
@@ -198,9 +208,10 @@ class Trainer:
         ) as bar:
             bar.update(self.step)
             while self.step < tr.steps:
-                x, _labels = next(stream)
+                x, labels = next(stream)
                 x = to_float(x, spec.data.dequantize).to(self.device)
-                metrics = self.method.train_step(x)
+                y = labels.to(self.device) if self.condition is not None else None
+                metrics = self.method.train_step(x, y)
                 self.step += 1
                 if not all(math.isfinite(v) for v in metrics.values()):
                     self._diverged(metrics)

@@ -1,0 +1,141 @@
+"""Conditions for sampling: an instance (``--like``), a class (``--class``), attribute latents (compose).
+
+A condition turns into a sampler energy built on a run's own nets: CLEL's E(x|z) with latents from its
+encoder, or E(x|y) of a net trained conditionally on labels.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from ebmctl.data import EbmDataset, to_float
+from ebmctl.errors import CapabilityError, DataError, UsageError
+from ebmctl.services.build import condition_of, data_root, dataset_from
+from ebmctl.services.loading import LoadedRun
+from ebmctl.specs import DataSpec
+
+Energy = Callable[[Tensor], Tensor]
+EnergyFor = Callable[[int, int], Energy]  # (first chain, number of chains) -> energy of those chains
+
+
+@dataclass
+class Condition:
+    """How chains are conditioned: an energy per chunk of chains, what it means, and what a judge should see."""
+
+    energy_for: EnergyFor
+    description: str
+    target_class: int | None = None
+    reference: Tensor | None = None
+
+
+def run_dataset(run: LoadedRun, split: str, cli_data_root: str | None) -> EbmDataset:
+    """The run's dataset at the run's image size and channels."""
+    shape = run.info.shape
+    root = data_root(run.spec.data.root, cli_data_root)
+    return dataset_from(run.spec.data, split=split, root=root, image_size=shape[-1], channels=shape[0])
+
+
+def seeded_subset(indices: Tensor, k: int, seed: int = 0) -> Tensor:
+    """At most ``k`` of ``indices``, drawn reproducibly."""
+    order = torch.randperm(len(indices), generator=torch.Generator().manual_seed(seed))
+    return indices[order[:k]]
+
+
+# ------------------------------------------------------------------------------------------------ --class
+
+
+def class_index(info_names: tuple[str, ...], num_classes: int, label: str) -> int:
+    """A class given by name (case-insensitive) or index."""
+    names = [n.lower() for n in info_names]
+    if label.lower() in names:
+        return names.index(label.lower())
+    if label.isdigit() and int(label) < num_classes:
+        return int(label)
+    shown = ", ".join(info_names) if info_names else f"0..{num_classes - 1}"
+    raise UsageError(f"unknown class {label!r}", f"choose one of: {shown}")
+
+
+def class_condition(run: LoadedRun, label: str, cli_data_root: str | None, ema: bool = True,
+                    beta: float | None = None) -> Condition:
+    """Sample class ``label``: CLEL's class latent (the normalised sum of the encoder's latents of that class's
+    training examples, section 4.3), or the label of a class-conditional net."""
+    info = run.info
+    if info.num_classes < 2:
+        raise UsageError(f"{info.name} has no class labels", "use --like IMAGE, or `ebmctl compose --attrs`")
+    k = class_index(info.class_names, info.num_classes, label)
+    name = info.class_names[k] if info.class_names else str(k)
+    method = run.method
+    if "latents" in method.CAPABILITIES:
+        ds = run_dataset(run, run.spec.data.split, cli_data_root)
+        members = torch.nonzero(ds.labels() == k).flatten()
+        if len(members) == 0:
+            raise DataError(f"no training example of class {name!r} in {info.name}", "pick another class")
+        chosen = seeded_subset(members, method.latent_examples)
+        x = to_float(ds.get_batch(chosen)[0], dequantize=False)
+        z = method.pooled_latent(x, ema=ema)
+        energy = method.conditional_energy(z[None], beta=beta, ema=ema)
+        return Condition(lambda start, count: energy, f"class {name} (latent of {len(chosen)} examples)", k)
+    if condition_of(run.spec) == "class":
+        energy = method.label_energy(torch.tensor(k), ema=ema)
+        return Condition(lambda start, count: energy, f"class {name} (conditional net)", k)
+    raise CapabilityError(
+        f"run {run.ref.run_dir.name} ({run.spec.method.name}) cannot sample a class",
+        "use a clel run, or train with --set method.condition=class",
+    )
+
+
+# ------------------------------------------------------------------------------------------------- --like
+
+_DATASET_ITEM = re.compile(r"^(?P<name>[A-Za-z0-9_-]+):(?:(?P<split>[A-Za-z]+):)?(?P<index>\d+)$")
+
+
+def load_like(run: LoadedRun, like: str, cli_data_root: str | None) -> Tensor:
+    """The reference image of ``--like``: an image file, or ``DATASET:INDEX`` / ``DATASET:SPLIT:INDEX`` (test
+    split by default), as a float (1, C, H, W) at the run's shape."""
+    shape = run.info.shape
+    path = Path(like).expanduser()
+    if path.is_file():
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(path) as img:
+                img = img.convert("L" if shape[0] == 1 else "RGB").resize((shape[2], shape[1]), Image.BICUBIC)
+                data = torch.tensor(bytearray(img.tobytes()), dtype=torch.uint8)
+        except (UnidentifiedImageError, OSError) as exc:
+            raise UsageError(f"cannot read {path} as an image ({exc})", "give a PNG or JPEG file") from None
+        x = data.view(shape[1], shape[2], shape[0]).permute(2, 0, 1)
+        return to_float(x[None], dequantize=False)
+    match = _DATASET_ITEM.match(like)
+    if match is None:
+        raise UsageError(f"--like {like!r} is neither an image file nor DATASET:INDEX",
+                         "e.g. --like photo.png or --like shapes32:12 (test split) or --like cifar10:train:5")
+    root = data_root(run.spec.data.root, cli_data_root)
+    data = DataSpec(name=match["name"], verify_checksums=run.spec.data.verify_checksums)
+    ds = dataset_from(data, split=match["split"] or "test", root=root, image_size=shape[-1], channels=shape[0])
+    index = int(match["index"])
+    if index >= len(ds):
+        raise UsageError(f"{match['name']} has {len(ds)} images in that split; index {index} is out of range",
+                         f"use an index below {len(ds)}")
+    return to_float(ds.get_batch(torch.tensor([index]))[0], dequantize=False)
+
+
+def instance_condition(run: LoadedRun, like: str, n: int, cli_data_root: str | None, ema: bool = True,
+                       beta: float | None = None) -> Condition:
+    """Sample like one image: each chain gets its own draw z ~ p_data(z|x) = h(t(x))/|h(t(x))| (section 4.3)."""
+    method = run.method
+    if "latents" not in method.CAPABILITIES:
+        raise CapabilityError(f"run {run.ref.run_dir.name} ({run.spec.method.name}) has no latent variables",
+                              "instance-conditional sampling needs a clel run")
+    x = load_like(run, like, cli_data_root)
+    z = method.encode(x.expand(n, -1, -1, -1), ema=ema)  # one augmentation draw per chain
+
+    def energy_for(start: int, count: int) -> Energy:
+        return method.conditional_energy(z[start : start + count, None, :], beta=beta, ema=ema)
+
+    return Condition(energy_for, f"like {like}", reference=x)
