@@ -22,7 +22,7 @@ from torch import nn
 from ebmctl.checkpoints import load_tensors, read_meta, save_tensors
 from ebmctl.data.base import DataInfo, EbmDataset
 from ebmctl.errors import CheckpointError, SpecError, UsageError
-from ebmctl.evaluation.judges import FEATURE_DIM, Progress, _conv, _random_shift, judge_optimizer
+from ebmctl.evaluation.judges import FEATURE_DIM, Progress, _conv, fit_judge
 
 FILE_KIND = "ebmctl-attribute-judge"
 ARCHITECTURES = ("cnn", "resnet18")
@@ -220,31 +220,14 @@ def train_attribute_judge(
         raise SpecError(
             f"attribute judge training needs steps >= 1, batch_size >= 1, lr > 0 (got {steps}, {batch_size}, {lr})"
         )
-    n = len(dataset)
     gen = torch.Generator().manual_seed(seed)
     start = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         judge = AttributeJudge(info.shape, info.attribute_names, architecture).to(device)
-        opt, sched = judge_optimizer(judge, lr, steps)
-        judge.train()
-        for step in range(1, steps + 1):
-            idx = torch.randint(0, n, (min(batch_size, n),), generator=gen)
-            x, _ = dataset.get_batch(idx)
-            y = attributes[idx].to(device=device, dtype=torch.float32)
-            x = x.to(device).float() / 255.0
-            if SHIFT_PIXELS and min(x.shape[-2:]) > 4 * SHIFT_PIXELS:
-                x = _random_shift(x, SHIFT_PIXELS, gen)
-            out = judge.logits(x)
-            loss = F.binary_cross_entropy_with_logits(out, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            if progress is not None:
-                acc = ((out > 0) == y.bool()).float().mean().item()
-                progress(step, steps, {"loss": loss.item(), "acc": acc, "lr": opt.param_groups[0]["lr"]})
-    judge.eval()
+    fit_judge(judge, dataset, attributes.float(), F.binary_cross_entropy_with_logits,
+              lambda out, y: ((out > 0) == y.bool()).float().mean().item(), steps=steps, batch_size=batch_size,
+              lr=lr, shift=SHIFT_PIXELS, generator=gen, device=device, progress=progress)
     accuracy = attribute_accuracy(judge, test_dataset) if test_dataset is not None else None
     judge.meta = {
         "kind": FILE_KIND,

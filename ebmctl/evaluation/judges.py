@@ -142,6 +142,44 @@ def judge_optimizer(module: nn.Module, lr: float, steps: int) -> tuple[torch.opt
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, schedule)
 
 
+def fit_judge(
+    judge: nn.Module,
+    dataset: EbmDataset,
+    targets: torch.Tensor,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    accuracy_fn: Callable[[torch.Tensor, torch.Tensor], float],
+    *,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    shift: int,
+    generator: torch.Generator,
+    device: str | torch.device,
+    progress: Progress | None,
+) -> None:
+    """The judges' training loop: random batches (images scaled to [0, 1], shifted by up to ``shift`` pixels)
+    against ``targets[idx]``, :func:`judge_optimizer`; leaves the judge in eval mode."""
+    n = len(dataset)
+    opt, sched = judge_optimizer(judge, lr, steps)
+    judge.train()
+    for step in range(1, steps + 1):
+        idx = torch.randint(0, n, (min(batch_size, n),), generator=generator)
+        x, _ = dataset.get_batch(idx)
+        y = targets[idx].to(device)
+        x = x.to(device).float() / 255.0
+        if shift and min(x.shape[-2:]) > 4 * shift:
+            x = _random_shift(x, shift, generator)
+        out = judge.logits(x)
+        loss = loss_fn(out, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if progress is not None:
+            progress(step, steps, {"loss": loss.item(), "acc": accuracy_fn(out, y), "lr": opt.param_groups[0]["lr"]})
+    judge.eval()
+
+
 def _random_shift(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:
     """Translate each image by its own random offset in [-pad, pad]^2 (edges replicated)."""
     b, _, h, w = x.shape
@@ -190,31 +228,14 @@ def train_judge(
             f"judge training needs steps >= 1, batch_size >= 1, lr > 0 (got {steps}, {batch_size}, {lr})"
         )
     info = dataset.info
-    n = len(dataset)
     gen = torch.Generator().manual_seed(seed)
     start = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         judge = Judge(info.shape[0], info.num_classes).to(device)
-    opt, sched = judge_optimizer(judge, lr, steps)
-    judge.train()
-    for step in range(1, steps + 1):
-        idx = torch.randint(0, n, (min(batch_size, n),), generator=gen)
-        x, _ = dataset.get_batch(idx)
-        y = labels[idx].to(device)
-        x = x.to(device).float() / 255.0
-        if SHIFT_PIXELS and min(x.shape[-2:]) > 4 * SHIFT_PIXELS:
-            x = _random_shift(x, SHIFT_PIXELS, gen)
-        out = judge.logits(x)
-        loss = F.cross_entropy(out, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        if progress is not None:
-            acc = (out.argmax(1) == y).float().mean().item()
-            progress(step, steps, {"loss": loss.item(), "acc": acc, "lr": opt.param_groups[0]["lr"]})
-    judge.eval()
+    fit_judge(judge, dataset, labels, F.cross_entropy, lambda out, y: (out.argmax(1) == y).float().mean().item(),
+              steps=steps, batch_size=batch_size, lr=lr, shift=SHIFT_PIXELS, generator=gen, device=device,
+              progress=progress)
     judge.meta = {
         "kind": FILE_KIND,
         "architecture": ARCHITECTURE,

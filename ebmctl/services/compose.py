@@ -23,14 +23,13 @@ import torch
 from torch import Tensor
 
 from ebmctl.checkpoints import save_tensors, write_bytes_atomic
-from ebmctl.data import to_float
 from ebmctl.data.views import find_attribute
 from ebmctl.errors import CapabilityError, DataError, EbmctlError, UsageError
 from ebmctl.runs import command_dir, resolve_run, write_json
 from ebmctl.samplers.composition import compose as compose_energies
 from ebmctl.samplers.langevin import frozen
 from ebmctl.services.build import condition_of, resolve_device
-from ebmctl.services.conditioning import class_index, run_dataset, seeded_subset
+from ebmctl.services.conditioning import class_index, examples_latent, run_dataset
 from ebmctl.services.loading import LoadedRun, load_run
 from ebmctl.services.pictures import samples_png
 from ebmctl.services.reporting import NullReporter, Reporter
@@ -185,9 +184,7 @@ def _latent_plan(run: LoadedRun, opts: ComposeOptions, cli_data_root: str | None
             members = torch.nonzero(attributes[:, index] == (1 if present else 0)).flatten()
             if len(members) == 0:
                 raise DataError(f"no training example {'with' if present else 'without'} {name}", "drop it")
-            chosen = seeded_subset(members, method.latent_examples, seed=i)
-            x = to_float(ds.get_batch(chosen)[0], dequantize=False)
-            latents.append(method.pooled_latent(x, ema=settings["ema"]))
+            latents.append(examples_latent(method, ds, members, seed=i, ema=settings["ema"])[0])
             concepts.append(Concept(name, present))
             bar.update(i + 1)
     energy = method.conditional_energy(torch.stack(latents), beta=opts.beta, ema=settings["ema"])
@@ -232,8 +229,8 @@ def _runs_plan(opts: ComposeOptions, runs_root: Path, device: torch.device) -> _
             index = find_attribute(run.info, condition)
             name = run.info.attribute_names[index] if index is not None else condition
             concept = Concept(name, (y == 1) != negated)
-        settings = _settings(run, opts, models=1)
-        terms.append((run.method.label_energy(torch.tensor(y), ema=settings["ema"]), -1 if negated else 1))
+        ema = opts.ema and run.method.has_ema
+        terms.append((run.method.label_energy(torch.tensor(y), ema=ema), -1 if negated else 1))
         runs.append(run)
         concepts.append(concept)
     try:

@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -47,6 +48,14 @@ def seeded_subset(indices: Tensor, k: int, seed: int = 0) -> Tensor:
     return indices[order[:k]]
 
 
+def examples_latent(method: Any, ds: EbmDataset, members: Tensor, *, seed: int = 0, ema: bool = True) -> tuple[Tensor, int]:
+    """CLEL's latent of a set of labelled examples: up to ``method.latent_examples`` of ``members`` (indices of
+    ``ds``), drawn reproducibly, through :meth:`pooled_latent`. Returns the latent and how many were used."""
+    chosen = seeded_subset(members, method.latent_examples, seed=seed)
+    x = to_float(ds.get_batch(chosen)[0], dequantize=False)
+    return method.pooled_latent(x, ema=ema), len(chosen)
+
+
 # ------------------------------------------------------------------------------------------------ --class
 
 
@@ -76,11 +85,9 @@ def class_condition(run: LoadedRun, label: str, cli_data_root: str | None, ema: 
         members = torch.nonzero(ds.labels() == k).flatten()
         if len(members) == 0:
             raise DataError(f"no training example of class {name!r} in {info.name}", "pick another class")
-        chosen = seeded_subset(members, method.latent_examples)
-        x = to_float(ds.get_batch(chosen)[0], dequantize=False)
-        z = method.pooled_latent(x, ema=ema)
+        z, used = examples_latent(method, ds, members, ema=ema)
         energy = method.conditional_energy(z[None], beta=beta, ema=ema)
-        return Condition(lambda start, count: energy, f"class {name} (latent of {len(chosen)} examples)", k)
+        return Condition(lambda start, count: energy, f"class {name} (latent of {used} examples)", k)
     if condition_of(run.spec) == "class":
         energy = method.label_energy(torch.tensor(k), ema=ema)
         return Condition(lambda start, count: energy, f"class {name} (conditional net)", k)
