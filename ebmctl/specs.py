@@ -102,8 +102,44 @@ class ClelResNetSpec(Section):
         return self
 
 
+class CebmConvSpec(Section):
+    name: Literal["cebm_conv"] = "cebm_conv"
+    channels: tuple[int, ...] = Field((64, 128, 256, 512), description="Filters of each conv (MNIST: 64,64,32,32).")
+    kernels: tuple[int, ...] = Field((3, 4, 4, 4), description="Kernel of each conv.")
+    strides: tuple[int, ...] = Field((1, 2, 2, 2), description="Stride of each conv.")
+    paddings: tuple[int, ...] = Field((1, 1, 1, 1), description="Padding of each conv.")
+    hidden: int = Field(128, ge=0, le=65_536, description="FC layer before the two heads (0: none, as the released code).")
+    latent_dim: int = Field(128, ge=1, le=8192, description="Dimension of the latent z (and of t1, t2).")
+    activation: Literal["silu", "leaky_relu"] = Field("silu", description="Activation (released code: SiLU).")
+    bias: Literal["gaussian", "mixture"] = Field(
+        "gaussian", description="Conjugate bias: spherical standard Gaussian (CEBM) or a Gaussian mixture (CEBMM)."
+    )
+    components: int = Field(50, ge=1, le=10_000, description="Mixture components (bias = mixture).")
+    learn_bias: bool = Field(False, description="Learn the mixture means and log-stds with the net.")
+
+    @model_validator(mode="after")
+    def _layers(self) -> CebmConvSpec:
+        if not self.channels or not len(self.channels) == len(self.kernels) == len(self.strides) == len(self.paddings):
+            raise ValueError("channels, kernels, strides and paddings must list the same number of convs")
+        return self
+
+
+class ResNetEncoderSpec(Section):
+    name: Literal["resnet18"] = "resnet18"
+    width: int = Field(64, ge=4, le=1024, description="Channels of the first stage (64: ResNet-18).")
+    out_dim: int = Field(128, ge=2, le=8192, description="Output dimension of the projection head.")
+    hidden: int = Field(512, ge=1, le=65_536, description="Hidden width of the projection head.")
+    batch_norm: bool = Field(True, description="BatchNorm in the backbone (EBCLR: none).")
+    activation: Literal["relu", "leaky_relu"] = Field("relu", description="ReLU, or LeakyReLU(0.2) (EBCLR).")
+    head_bn: bool = Field(False, description="BatchNorm in the projection head (CLEL's encoder: yes).")
+    normalize: bool = Field(False, description="Standardise inputs with mean/std first.")
+    mean: tuple[float, ...] | None = Field(None, description="Per-channel input mean (None: CIFAR-10's).")
+    std: tuple[float, ...] | None = Field(None, description="Per-channel input std (None: CIFAR-10's).")
+
+
 NetSpec = Annotated[
-    IcdResNetSpec | IgebmResNetSpec | SmallConvSpec | MlpSpec | ClelResNetSpec, Field(discriminator="name")
+    IcdResNetSpec | IgebmResNetSpec | SmallConvSpec | MlpSpec | ClelResNetSpec | CebmConvSpec | ResNetEncoderSpec,
+    Field(discriminator="name"),
 ]
 
 
@@ -164,8 +200,11 @@ class AugmentSpec(Section):
 class TrainSpec(Section):
     steps: int = Field(1000, ge=1, le=100_000_000, description="Optimiser steps.")
     batch_size: int = Field(128, ge=1, le=65_536, description="Data (and chain) batch size.")
-    lr: float = Field(3e-4, gt=0, description="Adam learning rate.")
+    lr: float = Field(3e-4, gt=0, description="Learning rate.")
+    optimizer: Literal["adam", "sgd"] = Field("adam", description="Adam (betas) or SGD (momentum).")
     betas: tuple[float, float] = Field((0.0, 0.999), description="Adam betas.")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum.")
+    weight_decay: float = Field(0.0, ge=0, description="L2 weight decay of the optimiser.")
     grad_clip: float | None = Field(None, gt=0, description="Clip the parameter-gradient norm (None: off).")
     ema: float | None = Field(None, ge=0, lt=1, description="EMA decay of the weights (None: no EMA).")
     log_every: int = Field(10, ge=1, description="Steps between lines of metrics.jsonl.")
@@ -256,7 +295,32 @@ class ClelMethodSpec(Section):
     latent_examples: int = Field(500, ge=1, description="Labelled examples averaged into a class or attribute latent.")
 
 
-MethodSpec = Annotated[IgebmMethodSpec | IcdMethodSpec | ClelMethodSpec, Field(discriminator="name")]
+class CebmMethodSpec(Section):
+    name: Literal["cebm"] = "cebm"
+    l2: float = Field(0.1, ge=0, description="Energy regularisation l2 (E+^2 + E-^2) (paper: 0.1; released code: 5e-3).")
+    data_noise: float = Field(0.03, ge=0, description="Std of the Gaussian noise added to data before encoding.")
+
+
+class EbclrMethodSpec(Section):
+    name: Literal["ebclr"] = "ebclr"
+    temperature: float = Field(0.1, gt=0, description="tau of the similarity -||z - z'||^2 / tau.")
+    lmda1: float = Field(1e-3, ge=0, description="Weight of the projection-norm penalty in the generative term.")
+    lmda2: float = Field(0.1, ge=0, description="Weight lambda of the generative term.")
+    sigma_min: float = Field(0.01, ge=0, description="MSGLD noise std of chains that have run often.")
+    sigma_max: float = Field(0.05, ge=0, description="MSGLD noise std of fresh chains.")
+    noise_decay: float = Field(3.0, gt=0, description="K of MSGLD: visits over which the noise falls to sigma_min.")
+    view_noise: float = Field(0.03, ge=0, description="Std of Gaussian noise added to every augmented view.")
+
+
+class SimclrMethodSpec(Section):
+    name: Literal["simclr"] = "simclr"
+    temperature: float = Field(0.1, gt=0, description="NT-Xent temperature (cosine similarity).")
+
+
+MethodSpec = Annotated[
+    IgebmMethodSpec | IcdMethodSpec | ClelMethodSpec | CebmMethodSpec | EbclrMethodSpec | SimclrMethodSpec,
+    Field(discriminator="name"),
+]
 
 
 def _expand_name(value: Any) -> Any:
@@ -315,6 +379,31 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
         "train": {"steps": 100_000, "batch_size": 64, "lr": 1e-4, "betas": (0.0, 0.999), "grad_clip": None,
                   "ema": None},
         "sample": {"steps": 600, "aug_every": 60, "plain_steps": 0},
+    },
+    "cebm": {
+        "net": {"name": "cebm_conv"},
+        "sampler": {"steps": 60, "step_size": 1.0, "noise": 0.0075, "noise_first": False, "grad_clamp": None,
+                    "pixel_clamp": None},
+        "buffer": {"policy": "slots", "size": 5000, "reinit": 0.05, "uint8": False, "augment": False},
+        "train": {"batch_size": 100, "lr": 5e-5, "betas": (0.9, 0.999), "grad_clip": None, "ema": None},
+        "sample": {"steps": 500, "aug_every": 0, "plain_steps": 0},
+    },
+    "ebclr": {
+        "net": {"name": "resnet18", "batch_norm": False, "activation": "leaky_relu", "hidden": 512},
+        "sampler": {"steps": 10, "step_size": 0.05, "noise": 0.01, "noise_first": False, "grad_clamp": 1.0,
+                    "pixel_clamp": None},
+        "buffer": {"policy": "slots", "size": 50_000, "reinit": 0.2, "uint8": False, "augment": False},
+        "augment": {"crop_scale": (0.08, 1.0), "flip": True, "jitter": (0.8, 0.8, 0.8, 0.2), "jitter_p": 0.8,
+                    "gray_p": 0.2, "blur_p": 1.0},
+        "train": {"batch_size": 128, "lr": 2e-4, "optimizer": "adam", "betas": (0.9, 0.999), "grad_clip": None,
+                  "ema": None},
+    },
+    "simclr": {
+        "net": {"name": "resnet18", "batch_norm": True, "activation": "relu", "hidden": 512},
+        "augment": {"crop_scale": (0.08, 1.0), "flip": True, "jitter": (0.8, 0.8, 0.8, 0.2), "jitter_p": 0.8,
+                    "gray_p": 0.2, "blur_p": 1.0},
+        "train": {"batch_size": 128, "lr": 0.015, "optimizer": "sgd", "momentum": 0.9, "weight_decay": 1e-4,
+                  "grad_clip": None, "ema": None},
     },
 }
 

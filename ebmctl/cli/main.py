@@ -14,6 +14,7 @@ from ebmctl import __version__
 from ebmctl.cli import compose as compose_cmd
 from ebmctl.cli import ood as ood_cmd
 from ebmctl.cli import presets as presets_cmd
+from ebmctl.cli import probe as probe_cmd
 from ebmctl.cli import sample as sample_cmd
 from ebmctl.cli import train as train_cmd
 from ebmctl.cli.common import GlobalOptions, examples
@@ -22,11 +23,13 @@ from ebmctl.errors import EbmctlError
 
 app = typer.Typer(
     name="ebmctl",
-    help="Train, sample and evaluate energy-based models of images (IGEBM, ICD).",
+    help="Train, sample, compose, probe and evaluate energy-based models of images (IGEBM, ICD, CLEL, CEBM, "
+    "EBCLR).",
     epilog=examples(
         "ebmctl train --preset quickstart",
         "ebmctl sample",
         "ebmctl ood --in shapes32 --out textures",
+        "ebmctl probe --dataset digits",
         "ebmctl --json ood --in cifar10 --out svhn",
         "ebmctl presets list",
     ),
@@ -81,6 +84,7 @@ app.command("train", help=train_cmd.HELP, epilog=train_cmd.EPILOG)(train_cmd.tra
 app.command("sample", help=sample_cmd.HELP, epilog=sample_cmd.EPILOG)(sample_cmd.sample)
 app.command("compose", help=compose_cmd.HELP, epilog=compose_cmd.EPILOG)(compose_cmd.compose)
 app.command("ood", help=ood_cmd.HELP, epilog=ood_cmd.EPILOG)(ood_cmd.ood)
+app.command("probe", help=probe_cmd.HELP, epilog=probe_cmd.EPILOG)(probe_cmd.probe)
 app.add_typer(presets_cmd.app, name="presets")
 
 

@@ -19,6 +19,7 @@ EPILOG = examples(
     "ebmctl ood --in cifar10 --out svhn",
     "ebmctl ood --in shapes32 --out textures,photos --score energy,grad_norm",
     "ebmctl ood --in cifar10 --out svhn --score energy,joint --beta 0.1",
+    "ebmctl ood --in digits --out textures --score energy,grad_norm,latent_nn",
     "ebmctl --json ood --run runs/icd-cifar10-20260101-120000 --in cifar10 --out svhn,cifar100,dtd --n 2000",
 )
 
@@ -29,8 +30,9 @@ def ood(
     out_names: Annotated[str | None, typer.Option("--out", help="OOD datasets, comma-separated.")] = None,
     run: Annotated[str, typer.Option("--run", "-r", help="Run directory, model checkpoint, or latest.")] = "latest",
     score: Annotated[str | None, typer.Option(
-        "--score", help="Scores, comma-separated: energy, grad_norm, joint (clel's eq. 14). Default: energy, "
-        "and joint too for clel runs.")] = None,
+        "--score", help="Scores, comma-separated: energy, grad_norm (CEBM's gradient mass), joint (clel's eq. "
+        "14), latent_nn (distance to the nearest training representation). Default: energy, and joint too for "
+        "clel runs; latent_nn for encoder-only runs.")] = None,
     beta: Annotated[float | None, typer.Option("--beta", help="beta of the joint score (default: the run's "
                                                  "method.ood_beta, 0.1).", min=0)] = None,
     n: Annotated[int | None, typer.Option("--n", help="Images per set (default: the whole test split).", min=1)] = None,

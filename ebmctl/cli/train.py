@@ -72,5 +72,5 @@ def _table(result: service.TrainResult) -> Table:
              if key in result.final]
     rows += [("checkpoint", str(result.run_dir / "checkpoints" / "model.safetensors")),
              ("resume state", str(result.run_dir / STATE_CKPT)),
-             ("next", f"ebmctl sample --run {result.run_dir}")]
+             ("next", result.next_command or f"ebmctl sample --run {result.run_dir}")]
     return kv_table(f"trained {result.run_dir.name}", rows)

@@ -41,3 +41,39 @@ def simclr_loss(encoder: torch.nn.Module, x: Tensor, augment, temperature: float
     """Two random views of every image of ``x`` through ``encoder``, scored with :func:`nt_xent`."""
     views = augment(torch.cat([x, x]))
     return nt_xent(encoder(views), temperature, extra_negatives)
+
+
+def distance_logits(a: Tensor, b: Tensor, temperature: float) -> Tensor:
+    """EBCLR's similarity of every row of ``a`` to every row of ``b``: -||a/|a| - b/|b|||^2 / tau, (n, m)."""
+    a, b = F.normalize(a, dim=1), F.normalize(b, dim=1)
+    return -(a[:, None, :] - b[None, :, :]).pow(2).sum(dim=2) / temperature
+
+
+def ebclr_log_density(z: Tensor, keys: Tensor, temperature: float) -> Tensor:
+    """log q(v) up to a constant: logsumexp_m -||z - z'_m||^2 / tau over the second views ``keys`` (eq. 20).
+
+    The energy of EBCLR's marginal EBM is its negative, E(v) = -log sum_m exp(-||z - z'_m||^2 / tau)."""
+    return torch.logsumexp(distance_logits(z, keys, temperature), dim=1)
+
+
+def ebclr_loss(
+    z1: Tensor, z2: Tensor, z_neg: Tensor, *, temperature: float, lmda1: float, lmda2: float
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """The EBCLR objective (eq. 11 with the released code's regulariser) to minimise.
+
+    ``z1``, ``z2`` are the unnormalised projections of two views of a batch, ``z_neg`` those of the SGLD
+    samples. The discriminative term is NT-Xent with the distance similarity, which equals cosine NT-Xent at
+    temperature tau/2 (the constant -2/tau cancels in the softmax). The generative term is
+
+        -mean log q(v1) + mean log q(v-) + lmda1 (sum ||z1||^2 + sum ||z-||^2)
+
+    with q from :func:`ebclr_log_density` against the second views (gradients flow into them too, as in the
+    released code); the loss is SimCLR + lmda2 * generative.
+    """
+    log_pos = ebclr_log_density(z1, z2, temperature)
+    log_neg = ebclr_log_density(z_neg, z2, temperature)
+    generative = -log_pos.mean() + log_neg.mean() + lmda1 * (z1.pow(2).sum() + z_neg.pow(2).sum())
+    discriminative = nt_xent(torch.cat([z1, z2]), temperature / 2)
+    loss = discriminative + lmda2 * generative
+    return loss, {"discriminative": discriminative.detach(), "generative": generative.detach(),
+                  "log_q_pos": log_pos.detach().mean(), "log_q_neg": log_neg.detach().mean()}

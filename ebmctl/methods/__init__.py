@@ -1,10 +1,17 @@
 """Training methods, registered by name."""
 
+from typing import Any
+
 from ebmctl.methods.base import PersistentChainEbm
+from ebmctl.methods.cebm import Cebm
 from ebmctl.methods.clel import Clel
+from ebmctl.methods.ebclr import Ebclr
 from ebmctl.methods.icd import Icd
 from ebmctl.methods.igebm import Igebm
+from ebmctl.methods.simclr import Simclr
 
-METHODS: dict[str, type[PersistentChainEbm]] = {"igebm": Igebm, "icd": Icd, "clel": Clel}
+METHODS: dict[str, type[Any]] = {
+    "igebm": Igebm, "icd": Icd, "clel": Clel, "cebm": Cebm, "ebclr": Ebclr, "simclr": Simclr,
+}
 
-__all__ = ["METHODS", "Clel", "Icd", "Igebm", "PersistentChainEbm"]
+__all__ = ["METHODS", "Cebm", "Clel", "Ebclr", "Icd", "Igebm", "PersistentChainEbm", "Simclr"]

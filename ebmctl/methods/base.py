@@ -14,11 +14,18 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.nn.utils import parametrize
 
-from ebmctl.methods.parts import EnergyModel, energy_scores, init_chains, summed_energy
-from ebmctl.samplers.buffers import ReplayBuffer
+from ebmctl.methods.parts import (
+    EnergyModel,
+    ModelState,
+    PixelRange,
+    energy_scores,
+    init_chains,
+    summed_energy,
+)
+from ebmctl.samplers.buffers import ReplayBuffer, SlotBuffer
 from ebmctl.samplers.langevin import LangevinParams, augmented_sgld, frozen
 from ebmctl.samplers.transitions import Transition
 
@@ -48,8 +55,23 @@ class ChainSource:
         lo, hi = self.init_range
         return torch.rand((n, *self.shape), device=device) * (hi - lo) + lo
 
+    def draw_slots(self, n: int, device: torch.device) -> tuple[Tensor, Tensor]:
+        """``n`` chains from distinct slots of a :class:`SlotBuffer` (each restarted from noise with probability
+        ``reinit``, then augmented); returns the slot indices to write the advanced chains back to."""
+        buffer = self.buffer
+        if not isinstance(buffer, SlotBuffer):
+            raise ValueError("this method keeps its chains in a slots buffer (buffer.policy = 'slots')")
+        idx, x = buffer.draw(n, self.shape)
+        x = x.to(device)
+        restart = torch.rand(n, device=device) < self.reinit
+        if restart.any():
+            x[restart] = self.noise(int(restart.sum()), device)
+        if self.transition is not None:
+            x = self.transition(x)
+        return idx, x
 
-class PersistentChainEbm(ABC):
+
+class PersistentChainEbm(PixelRange, ModelState, ABC):
     """An image (or point) EBM trained with persistent Langevin chains: IGEBM and ICD."""
 
     name = "base"
@@ -61,15 +83,6 @@ class PersistentChainEbm(ABC):
         self.chains = chains
         self.device = device
         self.last_negatives: Tensor | None = None
-
-    @property
-    def net(self) -> nn.Module:
-        return self.model.net
-
-    @property
-    def has_ema(self) -> bool:
-        """Whether evaluation uses EMA weights."""
-        return self.model.ema_net is not None
 
     def label_energy(self, y: Tensor, ema: bool = True) -> Callable[[Tensor], Tensor]:
         """E(x | y) of a conditional net (one label per chain, or one broadcast to every chain)."""
@@ -91,7 +104,7 @@ class PersistentChainEbm(ABC):
         """Per-sample energy (B,) with the evaluation weights."""
         net = self.model.eval_net(ema)
         with torch.no_grad():
-            return summed_energy(net, y)(x)
+            return summed_energy(net, y)(self.to_model(x))
 
     def sample(
         self,
@@ -125,8 +138,11 @@ class PersistentChainEbm(ABC):
             step_size=self.sampler.step_size if step_size is None else step_size,
             noise=self.sampler.noise if noise is None else noise,
         )
+        if callback is not None and self.pixel_range != (0.0, 1.0):
+            user_callback = callback
+            callback = lambda k, x: user_callback(k, self.to_images(x))  # noqa: E731
         with frozen(net), parametrize.cached():
-            return augmented_sgld(
+            x = augmented_sgld(
                 energy or summed_energy(net, y),
                 x0,
                 params,
@@ -135,39 +151,34 @@ class PersistentChainEbm(ABC):
                 plain_steps=plain_steps,
                 callback=callback,
             )
+        return self.to_images(x)
 
     def ood_scores(self, x: Tensor, names: list[str], ema: bool = True) -> dict[str, Tensor]:
         """Scores with higher = more in-distribution (see :func:`energy_scores`)."""
         net = self.model.eval_net(ema)
-        return energy_scores(summed_energy(net), net, x, names)
+        return energy_scores(summed_energy(net), net, self.to_model(x), names)
 
     def representation(self, x: Tensor, ema: bool = True) -> Tensor:
         """Penultimate features of the energy net (as the CEBM paper probes IGEBM)."""
         net = self.model.eval_net(ema)
         with torch.no_grad():
-            return net.features(x)
+            return net.features(self.to_model(x))
 
     # ------------------------------------------------------------------ state
 
-    def weight_tensors(self) -> dict[str, Tensor]:
-        return self.model.weight_tensors()
-
-    def load_weights(self, tensors: dict[str, Tensor]) -> None:
-        self.model.load_weights(tensors)
-
     def state_tensors(self) -> dict[str, Tensor]:
-        out = self.model.state_tensors()
+        out = super().state_tensors()
         if self.chains.buffer is not None:
             out.update(self.chains.buffer.state_tensors())
         return out
 
     def state_meta(self) -> dict[str, Any]:
-        meta = self.model.state_meta()
+        meta = super().state_meta()
         if self.chains.buffer is not None:
             meta["buffer"] = self.chains.buffer.state_meta()
         return meta
 
     def load_state(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
-        self.model.load_state(tensors, meta)
+        super().load_state(tensors, meta)
         if self.chains.buffer is not None and "buffer" in meta:
             self.chains.buffer.load_state(tensors, meta["buffer"])

@@ -89,28 +89,12 @@ class Clel(PersistentChainEbm):
         self.guidance = beta if guidance is None else guidance
         self.latent_examples = latent_examples
 
-    @property
-    def has_ema(self) -> bool:
-        return self.model.ema_net is not None
-
     # ------------------------------------------------------------------ training
-
-    def _draw_chains(self, n: int) -> tuple[Tensor, Tensor]:
-        buffer = self.chains.buffer
-        assert isinstance(buffer, SlotBuffer)
-        idx, x = buffer.draw(n, self.chains.shape)
-        x = x.to(self.device)
-        restart = torch.rand(n, device=self.device) < self.chains.reinit
-        if restart.any():
-            x[restart] = self.chains.noise(int(restart.sum()), self.device)
-        if self.chains.transition is not None:
-            x = self.chains.transition(x)
-        return idx, x
 
     def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, float]:
         x_pos = x[: self.ebm_batch_size]
         net, encoder = self.net.train(), self.encoder.net.train()
-        idx, x0 = self._draw_chains(len(x_pos))
+        idx, x0 = self.chains.draw_slots(len(x_pos), self.device)
         with frozen(net), parametrize.cached():
             x_neg = sgld_params(summed_energy(net), x0, self.sampler)
         self.chains.buffer.write(idx, x_neg)  # type: ignore[union-attr]

@@ -183,3 +183,49 @@ def energy_scores(energy: Callable[[Tensor], Tensor], module: nn.Module, x: Tens
         if "grad_norm" in names:
             out["grad_norm"] = -input_grad(energy, x).flatten(1).norm(dim=1)
     return out
+
+
+class PixelRange:
+    """Images outside a method are in [0, 1]; ``pixel_range`` is the range its net and chains work in."""
+
+    pixel_range: tuple[float, float] = (0.0, 1.0)
+
+    def to_model(self, x: Tensor) -> Tensor:
+        """Images in [0, 1] to the method's pixel range."""
+        lo, hi = self.pixel_range
+        return x if (lo, hi) == (0.0, 1.0) else x * (hi - lo) + lo
+
+    def to_images(self, x: Tensor) -> Tensor:
+        """States in the method's pixel range back to images in [0, 1] (clamped when rescaled)."""
+        lo, hi = self.pixel_range
+        return x if (lo, hi) == (0.0, 1.0) else ((x - lo) / (hi - lo)).clamp(0.0, 1.0)
+
+
+class ModelState:
+    """The trained net of a method held in one :class:`EnergyModel` called ``model``, with its save and load."""
+
+    model: EnergyModel
+
+    @property
+    def net(self) -> nn.Module:
+        return self.model.net
+
+    @property
+    def has_ema(self) -> bool:
+        """Whether evaluation uses EMA weights."""
+        return self.model.ema_net is not None
+
+    def weight_tensors(self) -> dict[str, Tensor]:
+        return self.model.weight_tensors()
+
+    def load_weights(self, tensors: dict[str, Tensor]) -> None:
+        self.model.load_weights(tensors)
+
+    def state_tensors(self) -> dict[str, Tensor]:
+        return self.model.state_tensors()
+
+    def state_meta(self) -> dict[str, Any]:
+        return self.model.state_meta()
+
+    def load_state(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+        self.model.load_state(tensors, meta)

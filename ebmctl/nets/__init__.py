@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from torch import nn
 
+from ebmctl.nets.cebm import CebmNet
 from ebmctl.nets.clel import CLEL_SIZES, ClelEnergyNet, clel_energy_net
 from ebmctl.nets.encoders import ENCODERS, ResNetEncoder
 from ebmctl.nets.icd_resnet import IcdResNet
@@ -18,6 +19,7 @@ from ebmctl.nets.igebm_resnet import IgebmResNet
 from ebmctl.nets.small import MlpEnergy, SmallConvEnergy
 
 NETS: dict[str, Callable[..., nn.Module]] = {
+    "cebm_conv": CebmNet,
     "clel_resnet": ClelEnergyNet,
     "icd_resnet": IcdResNet,
     "igebm_resnet": IgebmResNet,
@@ -42,6 +44,7 @@ __all__ = [
     "CLEL_SIZES",
     "ENCODERS",
     "NETS",
+    "CebmNet",
     "ClelEnergyNet",
     "IcdResNet",
     "IgebmResNet",

@@ -1,7 +1,8 @@
-"""Contrastive latent encoders: the CIFAR variant of ResNet-18 with a SimCLR projection head.
+"""Contrastive encoders: the CIFAR variant of ResNet-18 with a SimCLR projection head.
 
-CLEL trains such an encoder h_phi with a SimCLR loss next to the energy net; a SimCLR baseline uses it
-alone. ``backbone`` gives the pooled representation a linear probe reads, ``forward`` the unnormalised
+CLEL trains such an encoder h_phi with a SimCLR loss next to the energy net; the SimCLR baseline uses it
+alone; EBCLR uses it without BatchNorm and with LeakyReLU, since its Langevin chains differentiate through
+it. ``backbone`` gives the pooled representation a linear probe reads, ``forward`` the unnormalised
 projection the contrastive loss consumes.
 """
 
@@ -61,24 +62,39 @@ class Normalize(nn.Module):
         return f"mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()}"
 
 
-class BasicBlock(nn.Module):
-    """ResNet basic block: conv3x3-BN-ReLU-conv3x3-BN plus a (1x1 conv + BN when the shape changes) shortcut."""
+ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
+    "relu": F.relu,
+    "leaky_relu": lambda x: F.leaky_relu(x, 0.2),
+}
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
+
+def _norm(channels: int, batch_norm: bool) -> nn.Module:
+    return nn.BatchNorm2d(channels) if batch_norm else nn.Identity()
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block: conv3x3-BN-act-conv3x3-BN plus a (1x1 conv + BN when the shape changes) shortcut.
+
+    Without BatchNorm the convs carry biases (EBCLR's variant)."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, batch_norm: bool = True,
+                 activation: str = "relu") -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(out_channels)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(out_channels)
+        bias = not batch_norm
+        self.act = ACTIVATIONS[activation]
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=bias)
+        self.bn1 = _norm(out_channels, batch_norm)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=bias)
+        self.bn2 = _norm(out_channels, batch_norm)
         self.downsample: nn.Module = nn.Identity()
         if stride != 1 or in_channels != out_channels:
             self.downsample = nn.Sequential(
-                nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False), nn.BatchNorm2d(out_channels)
+                nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=bias), _norm(out_channels, batch_norm)
             )
 
     def forward(self, x: Tensor) -> Tensor:
-        h = F.relu(self.bn1(self.conv1(x)))
-        return F.relu(self.bn2(self.conv2(h)) + self.downsample(x))
+        h = self.act(self.bn1(self.conv1(x)))
+        return self.act(self.bn2(self.conv2(h)) + self.downsample(x))
 
 
 class ResNetEncoder(nn.Module):
@@ -89,6 +105,11 @@ class ResNetEncoder(nn.Module):
     BatchNorm1d, ReLU, Linear(hidden, out_dim). Init follows torchvision with ``zero_init_residual=True``
     (the last BN of every block starts at gain 0). With width 64 and 32 px inputs this is the released
     CLEL encoder: 12,483,776 parameters.
+
+    ``batch_norm=False`` drops every BatchNorm (convs get biases, PyTorch's default init), ``activation``
+    picks ReLU or LeakyReLU(0.2), ``head_bn=False`` makes the head Linear(8w, hidden)-act-Linear(hidden,
+    out_dim), and ``normalize=False`` feeds the input as it is: with width 64, hidden 512 and LeakyReLU
+    this is EBCLR's encoder and projection (11,492,352 parameters on 3-channel 32 px images).
     """
 
     def __init__(
@@ -100,34 +121,45 @@ class ResNetEncoder(nn.Module):
         hidden: int = 2048,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
+        batch_norm: bool = True,
+        activation: str = "relu",
+        head_bn: bool = True,
+        normalize: bool = True,
     ) -> None:
         super().__init__()
         if min(in_channels, image_size, width, out_dim, hidden) < 1:
             raise ValueError("in_channels, image_size, width, out_dim and hidden must be positive")
-        self.normalize = Normalize(*channel_stats(in_channels, mean, std))
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
+        self.normalize: nn.Module = Normalize(*channel_stats(in_channels, mean, std)) if normalize else nn.Identity()
+        self.act = ACTIVATIONS[activation]
+        bias = not batch_norm
         if image_size <= 32:
-            self.conv1 = nn.Conv2d(in_channels, width, 3, stride=1, padding=1, bias=False)
+            self.conv1 = nn.Conv2d(in_channels, width, 3, stride=1, padding=1, bias=bias)
         else:
-            self.conv1 = nn.Conv2d(in_channels, width, 7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
+            self.conv1 = nn.Conv2d(in_channels, width, 7, stride=2, padding=3, bias=bias)
+        self.bn1 = _norm(width, batch_norm)
         widths = [width, 2 * width, 4 * width, 8 * width]
-        self.layer1 = self._stage(width, widths[0], 1)
-        self.layer2 = self._stage(widths[0], widths[1], 2)
-        self.layer3 = self._stage(widths[1], widths[2], 2)
-        self.layer4 = self._stage(widths[2], widths[3], 2)
+        block = {"batch_norm": batch_norm, "activation": activation}
+        self.layer1 = self._stage(width, widths[0], 1, block)
+        self.layer2 = self._stage(widths[0], widths[1], 2, block)
+        self.layer3 = self._stage(widths[1], widths[2], 2, block)
+        self.layer4 = self._stage(widths[2], widths[3], 2, block)
         self.feature_dim = widths[3]
         self.out_dim = out_dim
-        self.head = nn.Sequential(
-            nn.Linear(self.feature_dim, hidden, bias=False),
-            nn.BatchNorm1d(hidden),
-            nn.ReLU(),
-            nn.Linear(hidden, out_dim),
-        )
-        self._init_backbone()
+        if head_bn:
+            head: list[nn.Module] = [nn.Linear(self.feature_dim, hidden, bias=False), nn.BatchNorm1d(hidden)]
+        else:
+            head = [nn.Linear(self.feature_dim, hidden)]
+        act: nn.Module = nn.ReLU() if activation == "relu" else nn.LeakyReLU(0.2)
+        self.head = nn.Sequential(*head, act, nn.Linear(hidden, out_dim))
+        if batch_norm:
+            self._init_backbone()
 
     @staticmethod
-    def _stage(in_channels: int, out_channels: int, stride: int) -> nn.Sequential:
-        return nn.Sequential(BasicBlock(in_channels, out_channels, stride), BasicBlock(out_channels, out_channels))
+    def _stage(in_channels: int, out_channels: int, stride: int, block: dict) -> nn.Sequential:
+        return nn.Sequential(BasicBlock(in_channels, out_channels, stride, **block),
+                             BasicBlock(out_channels, out_channels, **block))
 
     def _init_backbone(self) -> None:
         for name, m in self.named_modules():
@@ -144,7 +176,7 @@ class ResNetEncoder(nn.Module):
 
     def backbone(self, x: Tensor) -> Tensor:
         """Globally pooled representation, (B, 8 * width)."""
-        h = F.relu(self.bn1(self.conv1(self.normalize(x))))
+        h = self.act(self.bn1(self.conv1(self.normalize(x))))
         h = self.layer4(self.layer3(self.layer2(self.layer1(h))))
         return h.mean(dim=(2, 3))
 

@@ -186,6 +186,11 @@ class SlotBuffer(ReplayBuffer):
         assert self.visits is not None
         self.visits[idx.cpu()] += 1
 
+    def restart(self, idx: Tensor) -> None:
+        """Forget the visits of the slots ``idx`` (their chains start afresh)."""
+        if self.visits is not None:
+            self.visits[idx.cpu()] = 0
+
     def counts(self, idx: Tensor) -> Tensor:
         """How often each slot of ``idx`` has been written."""
         return torch.zeros(len(idx), dtype=torch.long) if self.visits is None else self.visits[idx.cpu()]

@@ -69,7 +69,7 @@ def sgld(
     *,
     steps: int,
     step_size: float,
-    noise: float,
+    noise: float | Tensor,
     grad_clamp: float | None = None,
     pixel_clamp: tuple[float, float] | None = (0.0, 1.0),
     noise_first: bool = True,
@@ -78,17 +78,30 @@ def sgld(
 ) -> Tensor:
     """Run ``steps`` SGLD steps from ``x`` (not modified) and return the final state.
 
+    ``noise`` is one standard deviation, or one per chain (a (B,) tensor: EBCLR's multi-stage SGLD).
+
     ``energy`` maps a batch to per-sample energies (B,) or per-scale energies (B, S), which are summed. If it
     is an ``nn.Module`` its parameters are frozen for the run; otherwise freeze them with :func:`frozen`.
     ``callback(k, x)`` sees the state after step k (0-based); it must not modify it.
     """
     module = energy if isinstance(energy, nn.Module) else None
     x = x.detach().clone()
-    eps = torch.empty_like(x) if noise > 0 else None
+    if isinstance(noise, Tensor):
+        scale: float | Tensor = noise.to(x).view(-1, *([1] * (x.dim() - 1)))
+        eps = torch.empty_like(x)
+    else:
+        scale = noise
+        eps = torch.empty_like(x) if noise > 0 else None
+
+    def add_noise() -> None:
+        assert eps is not None
+        eps.normal_(generator=generator)
+        x.add_(eps.mul_(scale) if isinstance(scale, Tensor) else eps, alpha=1.0 if isinstance(scale, Tensor) else scale)
+
     with frozen(module), torch.enable_grad():
         for k in range(steps):
             if noise_first and eps is not None:
-                x.add_(eps.normal_(generator=generator), alpha=noise)
+                add_noise()
             x.requires_grad_(True)
             (grad,) = torch.autograd.grad(energy(x).sum(), x)
             x = x.detach()
@@ -96,12 +109,19 @@ def sgld(
                 grad.clamp_(-grad_clamp, grad_clamp)
             x.add_(grad, alpha=-step_size)
             if not noise_first and eps is not None:
-                x.add_(eps.normal_(generator=generator), alpha=noise)
+                add_noise()
             if pixel_clamp is not None:
                 x.clamp_(pixel_clamp[0], pixel_clamp[1])
             if callback is not None:
                 callback(k, x)
     return x
+
+
+def msgld_noise(visits: Tensor, sigma_min: float, sigma_max: float, decay: float) -> Tensor:
+    """EBCLR's multi-stage noise (eq. 22): sigma_min + (sigma_max - sigma_min) [1 - visits / decay]_+ per chain,
+    ``visits`` counting how often each chain has already started an SGLD run."""
+    ramp = (1.0 - visits.float() / decay).clamp_min(0.0)
+    return sigma_min + (sigma_max - sigma_min) * ramp
 
 
 def sgld_params(energy: Energy, x: Tensor, params: LangevinParams, **kwargs) -> Tensor:

@@ -14,13 +14,23 @@ from ebmctl.errors import CheckpointError, DeviceError, SpecError
 from ebmctl.methods import METHODS, PersistentChainEbm
 from ebmctl.methods.base import ChainSource
 from ebmctl.methods.clel import Clel
+from ebmctl.methods.ebclr import Ebclr
 from ebmctl.methods.parts import EnergyModel
+from ebmctl.methods.simclr import Simclr
 from ebmctl.nets import build_net
 from ebmctl.nets.encoders import ENCODERS
-from ebmctl.samplers.buffers import make_buffer
+from ebmctl.samplers.buffers import SlotBuffer, make_buffer
 from ebmctl.samplers.langevin import LangevinParams
 from ebmctl.samplers.transitions import AUGMENTATIONS, Transition
-from ebmctl.specs import ClelMethodSpec, ClelResNetSpec, DataSpec, RunSpec
+from ebmctl.specs import (
+    ClelMethodSpec,
+    ClelResNetSpec,
+    DataSpec,
+    EbclrMethodSpec,
+    ResNetEncoderSpec,
+    RunSpec,
+    SimclrMethodSpec,
+)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -72,6 +82,8 @@ def net_kwargs(spec: RunSpec, info: DataInfo) -> dict[str, Any]:
         if spec.net.name == "mlp":
             raise SpecError(f"{info.name} holds images; the mlp net takes 2D points", "pick a conv net, e.g. small_conv")
         kwargs["in_channels"] = info.shape[0]
+        if spec.net.name == "cebm_conv":
+            kwargs["image_size"] = info.shape[-1]
     return kwargs
 
 
@@ -111,8 +123,15 @@ def augmentation(spec: RunSpec, shape: tuple[int, ...]) -> Transition:
     )
 
 
-def build_method(spec: RunSpec, info: DataInfo, device: torch.device) -> PersistentChainEbm:
+ENCODER_METHODS = ("ebclr", "simclr")
+ENERGY_NETS = {"igebm": None, "icd": None, "clel": ("clel_resnet",), "cebm": ("cebm_conv",)}
+
+
+def build_method(spec: RunSpec, info: DataInfo, device: torch.device) -> Any:
     """The method of ``spec`` for data shaped like ``info``, on ``device``."""
+    _check_net(spec)
+    if spec.method.name in ENCODER_METHODS:
+        return _build_encoder_method(spec, info, device)
     kwargs = net_kwargs(spec, info)
     condition = condition_of(spec)
     if condition is not None:
@@ -120,7 +139,7 @@ def build_method(spec: RunSpec, info: DataInfo, device: torch.device) -> Persist
     net = build_net(spec.net.name, **kwargs).to(device)
     shape = tuple(info.shape)
     is_image = info.kind == "image"
-    pixel_range = spec.sampler.pixel_clamp or (0.0, 1.0)
+    pixel_range = spec.sampler.pixel_clamp or METHODS[spec.method.name].pixel_range
     buffer = make_buffer(
         spec.buffer.policy,
         spec.buffer.size,
@@ -135,7 +154,9 @@ def build_method(spec: RunSpec, info: DataInfo, device: torch.device) -> Persist
     sampler = LangevinParams(**spec.sampler.model_dump())
     if isinstance(spec.method, ClelMethodSpec):
         return _build_clel(spec, info, net, sampler, chains, device)
-    model = EnergyModel(net, lr=spec.train.lr, betas=spec.train.betas, grad_clip=spec.train.grad_clip, ema=spec.train.ema)
+    tr = spec.train
+    model = EnergyModel(net, lr=tr.lr, betas=tr.betas, grad_clip=tr.grad_clip, ema=tr.ema, optimizer=tr.optimizer,
+                        momentum=tr.momentum, weight_decay=tr.weight_decay)
     method_kwargs = spec.method.model_dump(exclude={"name", "condition"})
     return METHODS[spec.method.name](model, sampler=sampler, chains=chains, device=device, **method_kwargs)
 
@@ -169,6 +190,53 @@ def _build_clel(spec: RunSpec, info: DataInfo, net: torch.nn.Module, sampler: La
                 alpha=m.alpha, beta=m.beta, temperature=m.temperature, extra_negatives=m.extra_negatives,
                 ebm_batch_size=ebm_batch, encoder_batch_size=encoder_batch, ood_beta=m.ood_beta,
                 guidance=m.guidance, latent_examples=m.latent_examples, device=device)
+
+
+def _check_net(spec: RunSpec) -> None:
+    """A method gets a net it can use: encoder methods a resnet18, CLEL and CEBM their own nets."""
+    method, net = spec.method.name, spec.net.name
+    if method in ENCODER_METHODS:
+        if net != "resnet18":
+            raise SpecError(f"{method} trains a resnet18 encoder, not {net!r}", "set net.name=resnet18")
+        return
+    wanted = ENERGY_NETS.get(method)
+    if wanted is not None and net not in wanted:
+        raise SpecError(f"{method} needs the {wanted[0]} net, not {net!r}", f"set net.name={wanted[0]}")
+    if net == "resnet18":
+        raise SpecError(f"resnet18 is an encoder; {method} needs an energy net", "pick an energy net, e.g. small_conv")
+    if net in ("cebm_conv",) and method != "cebm":
+        raise SpecError(f"the {net} net carries CEBM's conjugate bias; {method} cannot use it",
+                        "pick another net, e.g. small_conv")
+
+
+def _build_encoder_method(spec: RunSpec, info: DataInfo, device: torch.device) -> Any:
+    """SimCLR or EBCLR: a ResNet encoder trained on augmented views of the data."""
+    net_spec, tr, m = spec.net, spec.train, spec.method
+    assert isinstance(net_spec, ResNetEncoderSpec)
+    if info.kind != "image":
+        raise SpecError(f"{m.name} learns representations of images; {info.name} holds 2D points",
+                        "train it on an image dataset")
+    shape = tuple(info.shape)
+    net = ENCODERS[net_spec.name](
+        in_channels=shape[0], image_size=shape[-1], width=net_spec.width, out_dim=net_spec.out_dim,
+        hidden=net_spec.hidden, mean=net_spec.mean, std=net_spec.std, batch_norm=net_spec.batch_norm,
+        activation=net_spec.activation, head_bn=net_spec.head_bn, normalize=net_spec.normalize,
+    ).to(device)
+    model = EnergyModel(net, lr=tr.lr, betas=tr.betas, grad_clip=tr.grad_clip, ema=tr.ema, optimizer=tr.optimizer,
+                        momentum=tr.momentum, weight_decay=tr.weight_decay)
+    augment = augmentation(spec, shape)
+    if isinstance(m, SimclrMethodSpec):
+        return Simclr(model, augment=augment, temperature=m.temperature, device=device)
+    assert isinstance(m, EbclrMethodSpec)
+    if spec.buffer.policy != "slots":
+        raise SpecError("ebclr keeps its chains in fixed slots with visit counts", "set buffer.policy=slots")
+    if spec.buffer.size < tr.batch_size:
+        raise SpecError(f"buffer.size {spec.buffer.size} is smaller than the batch {tr.batch_size}",
+                        "raise buffer.size or lower train.batch_size")
+    buffer = make_buffer("slots", spec.buffer.size, quantize=False, value_range=Ebclr.pixel_range, device=device)
+    assert isinstance(buffer, SlotBuffer)
+    return Ebclr(model, augment=augment, sampler=LangevinParams(**spec.sampler.model_dump()), buffer=buffer,
+                 shape=shape, rho=spec.buffer.reinit, device=device, **m.model_dump(exclude={"name"}))
 
 
 def _points_range(spec: RunSpec) -> tuple[float, float]:

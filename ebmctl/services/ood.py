@@ -19,7 +19,8 @@ from ebmctl.services.loading import load_run
 from ebmctl.services.reporting import NullReporter, Reporter
 from ebmctl.specs import DataSpec
 
-SCORES = ("energy", "grad_norm", "joint")
+SCORES = ("energy", "grad_norm", "joint", "latent_nn")
+NN_REFERENCES = 10_000  # training images whose representations the latent_nn score compares with
 
 
 @dataclass
@@ -74,14 +75,23 @@ def ood(
     _check(opts)
     torch_device = resolve_device(device)
     run = load_run(ref, torch_device)
-    if "ood_scores" not in run.method.CAPABILITIES:
-        raise CapabilityError(f"method {run.spec.method.name} offers no OOD score", "use a run of igebm or icd")
+    caps = run.method.CAPABILITIES
     if run.info.kind != "image":
         raise SpecError(f"run {ref.run_dir.name} models 2D points; OOD detection here is for images",
                         "pass an image run with --run")
-    has_latents = "latents" in run.method.CAPABILITIES
+    has_latents = "latents" in caps
     if opts.scores is None:
-        opts = replace(opts, scores=["energy", "joint"] if has_latents else ["energy"])
+        if "ood_scores" in caps:
+            opts = replace(opts, scores=["energy", "joint"] if has_latents else ["energy"])
+        else:
+            opts = replace(opts, scores=["latent_nn"] if "representation" in caps else [])
+    if "ood_scores" not in caps and any(s != "latent_nn" for s in opts.scores or ["energy"]):
+        raise CapabilityError(f"method {run.spec.method.name} has no energy to score with",
+                              "use --score latent_nn (distance to the nearest training representation)"
+                              if "representation" in caps else "use a run of an energy-based method")
+    if "latent_nn" in opts.scores and "representation" not in caps:
+        raise CapabilityError(f"method {run.spec.method.name} has no representation for the latent_nn score",
+                              "use --score energy,grad_norm")
     if not has_latents and ("joint" in opts.scores or opts.beta is not None):
         raise UsageError(f"the joint score (and --beta) needs latent variables; {run.spec.method.name} has none",
                          "use --score energy,grad_norm, or a clel run")
@@ -90,12 +100,15 @@ def ood(
     started = time.perf_counter()
     scores: dict[str, dict[str, np.ndarray]] = {}
     counts: dict[str, int] = {}
+    references = None
+    if "latent_nn" in opts.scores:
+        references = _reference_latents(run, opts, root, torch_device, reporter)
     for name in [opts.in_name, *opts.out_names]:
         data = DataSpec(name=name, verify_checksums=opts.verify_checksums and run.spec.data.verify_checksums)
         ds = dataset_from(data, split=opts.split, root=root, image_size=shape[-1], channels=shape[0])
         n = len(ds) if opts.n is None else min(opts.n, len(ds))
         idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(0))[:n]
-        scores[name] = _score_set(run.method, ds, idx, opts, torch_device, reporter, name)
+        scores[name] = _score_set(run.method, ds, idx, opts, torch_device, reporter, name, references)
         counts[name] = n
     rows = []
     for out_name in opts.out_names:
@@ -125,16 +138,44 @@ def ood(
     return result
 
 
+def _reference_latents(run: Any, opts: OodOptions, root: Path | None, device: torch.device,
+                       reporter: Reporter) -> torch.Tensor:
+    """Representations of up to NN_REFERENCES training images of the in-distribution set."""
+    shape = run.info.shape
+    data = DataSpec(name=opts.in_name, verify_checksums=opts.verify_checksums and run.spec.data.verify_checksums)
+    ds = dataset_from(data, split="train", root=root, image_size=shape[-1], channels=shape[0])
+    idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(1))[:NN_REFERENCES]
+    parts = []
+    with reporter.progress(f"latents of {opts.in_name} train", len(idx), unit="image") as bar:
+        for chunk in idx.split(opts.batch_size):
+            x = to_float(ds.get_batch(chunk)[0], dequantize=False).to(device)
+            parts.append(run.method.representation(x, ema=opts.ema).flatten(1).double().cpu())
+            bar.update(sum(len(p) for p in parts))
+    return torch.cat(parts)
+
+
+def latent_nn_score(latents: torch.Tensor, references: torch.Tensor) -> torch.Tensor:
+    """-min_j ||latent - reference_j||_2: near the training representations = in-distribution."""
+    # float64 and the direct form: close latents would cancel to 0 in the matrix-product shortcut
+    dist = torch.cdist(latents.double(), references.double(), compute_mode="donot_use_mm_for_euclid_dist")
+    return -dist.min(dim=1).values
+
+
 def _score_set(method: Any, ds: Any, idx: torch.Tensor, opts: OodOptions, device: torch.device, reporter: Reporter,
-               name: str) -> dict[str, np.ndarray]:
+               name: str, references: torch.Tensor | None = None) -> dict[str, np.ndarray]:
     parts: dict[str, list[np.ndarray]] = {s: [] for s in opts.scores}
+    energy_scores = [s for s in opts.scores if s != "latent_nn"]
     with reporter.progress(f"score {name}", len(idx), unit="image") as bar:
         done = 0
         for chunk in idx.split(opts.batch_size):
             x = to_float(ds.get_batch(chunk)[0], dequantize=False).to(device)
             extra = {} if opts.beta is None else {"beta": opts.beta}
-            for k, v in method.ood_scores(x, opts.scores, ema=opts.ema, **extra).items():
-                parts[k].append(v.detach().cpu().double().numpy())
+            if energy_scores:
+                for k, v in method.ood_scores(x, energy_scores, ema=opts.ema, **extra).items():
+                    parts[k].append(v.detach().cpu().double().numpy())
+            if references is not None:
+                z = method.representation(x, ema=opts.ema).flatten(1).cpu()
+                parts["latent_nn"].append(latent_nn_score(z, references).double().numpy())
             done += len(chunk)
             bar.update(done)
     return {k: np.concatenate(v) for k, v in parts.items()}

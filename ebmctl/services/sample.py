@@ -12,7 +12,7 @@ import torch
 
 from ebmctl.checkpoints import save_tensors, write_bytes_atomic
 from ebmctl.data import to_float
-from ebmctl.errors import SpecError, UsageError
+from ebmctl.errors import CapabilityError, SpecError, UsageError
 from ebmctl.runs import RunRef, command_dir, write_json
 from ebmctl.services.build import data_root, dataset_from, resolve_device
 from ebmctl.services.conditioning import Condition, class_condition, instance_condition
@@ -95,6 +95,9 @@ def sample(
     reporter = reporter or NullReporter()
     torch_device = resolve_device(device)
     run = load_run(ref, torch_device)
+    if "sample" not in run.method.CAPABILITIES:
+        raise CapabilityError(f"method {run.spec.method.name} learns a representation and draws no samples",
+                              "probe it with `ebmctl probe`, or sample a run of an energy-based method")
     if opts.fid and run.info.kind != "image":
         raise SpecError("--fid needs images; this run samples 2D points", "drop --fid and look at grid.png")
     s = _settings(run, opts)

@@ -63,6 +63,7 @@ class TrainResult:
     total_steps: int
     seconds: float
     final: dict[str, float] = field(default_factory=dict)
+    next_command: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -73,6 +74,7 @@ class TrainResult:
             "seconds": round(self.seconds, 2),
             "checkpoint": str(self.run_dir / MODEL_CKPT),
             "final": self.final,
+            "next": self.next_command,
         }
 
 
@@ -242,7 +244,9 @@ class Trainer:
         update_run_json(self.run_dir, status="completed", step=self.step)
         last = read_metrics(self.run_dir)
         final = {k: v for k, v in (last[-1] if last else {}).items() if k != "step"}
-        return TrainResult(self.run_dir, "completed", self.step, tr.steps, time.perf_counter() - started, final)
+        verb = "sample" if "sample" in self.method.CAPABILITIES else "probe"
+        return TrainResult(self.run_dir, "completed", self.step, tr.steps, time.perf_counter() - started, final,
+                           next_command=f"ebmctl {verb} --run {self.run_dir}")
 
     def _diverged(self, metrics: dict[str, float]) -> None:
         bad = ", ".join(f"{k}={v}" for k, v in metrics.items() if not math.isfinite(v))

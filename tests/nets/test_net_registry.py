@@ -16,6 +16,8 @@ from ebmctl.nets import NETS, build_net, count_parameters
         ("small_conv", {"width": 4, "multiscale": True}, torch.rand(2, 3, 16, 16)),
         ("mlp", {"hidden": 8}, torch.randn(2, 2)),
         ("clel_resnet", {"channels": (8, 8), "blocks": (1, 1), "hidden": 16, "latent_dim": 8}, torch.rand(2, 3, 16, 16)),
+        ("cebm_conv", {"image_size": 16, "channels": (4, 4, 4, 4), "hidden": 8, "latent_dim": 3},
+         torch.rand(2, 3, 16, 16) * 2 - 1),
     ],
 )
 def test_every_registered_net_follows_the_contract(name, kwargs, x):
@@ -26,7 +28,7 @@ def test_every_registered_net_follows_the_contract(name, kwargs, x):
 
 
 def test_registry_names_and_unknown_name():
-    assert set(NETS) == {"icd_resnet", "igebm_resnet", "small_conv", "mlp", "clel_resnet"}
+    assert set(NETS) == {"icd_resnet", "igebm_resnet", "small_conv", "mlp", "clel_resnet", "cebm_conv"}
     with pytest.raises(ValueError, match="unknown energy net 'resnet'"):
         build_net("resnet")
 
