@@ -53,7 +53,7 @@ def probe(
 
 
 def _table(result: ProbeResult) -> Table:
-    table = Table(title="Probe accuracy on the test split (mean ± std over seeds)", title_justify="left")
+    table = Table(title="Probe accuracy on the held-out split (mean ± std over seeds)", title_justify="left")
     for col in ("dataset", "features", "probe", "shots", "accuracy", "runs"):
         table.add_column(col, justify="right" if col in ("accuracy", "runs", "shots") else "left")
     for r in result.rows:
