@@ -1,0 +1,290 @@
+"""SN-GAN ResNet generators and discriminators (Miyato et al. 2018) as laid out in the Mimicry library.
+
+Image sizes 32, 64 and 128 are supported. The discriminator with ``spectral_norm=False`` is the "hat
+network" of Hat EBM (Hill et al. 2022); ``ImageLatentGenerator`` is that paper's retrofit decoder, which
+maps an image-shaped latent (B, 1, 16, 16) to a 32 px image.
+
+Initialisation follows Mimicry: Xavier-uniform weights with gain sqrt(2) for the two 3x3 convs of every
+residual branch and gain 1 for the shortcut convs, the generator's input linear and output conv and the
+discriminator's output linear; biases keep PyTorch's default initialisation. Spectral norm, when used, is
+added after initialisation and adds buffers only, no parameters.
+"""
+
+from __future__ import annotations
+
+import math
+from itertools import pairwise
+from typing import Self
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ebmctl.nets.layers import check_labels
+from ebmctl.nets.layers import spectral_norm as add_spectral_norm
+
+IMAGE_SIZES = (32, 64, 128)
+_RESIDUAL_GAIN = math.sqrt(2.0)
+
+
+def _check_image_size(image_size: int) -> None:
+    if image_size not in IMAGE_SIZES:
+        raise ValueError(f"image_size must be one of {IMAGE_SIZES}, got {image_size!r}")
+
+
+def _init(module: nn.Conv2d | nn.Linear, gain: float, spectral_norm: bool = False) -> nn.Module:
+    """Xavier-uniform init of ``module.weight``, then optional spectral normalisation."""
+    nn.init.xavier_uniform_(module.weight, gain)
+    return add_spectral_norm(module) if spectral_norm else module
+
+
+def _upsample(x: Tensor) -> Tensor:
+    return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+
+
+class GenBlock(nn.Module):
+    """Generator residual block: ``BN-ReLU-(up)-conv3x3-BN-ReLU-conv3x3`` plus a (up-)conv1x1 shortcut.
+
+    The shortcut is a 1x1 conv when the width changes or the block upsamples, the identity otherwise.
+    ``hidden_ch`` defaults to ``out_ch``; upsampling is bilinear x2.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, hidden_ch: int | None = None, upsample: bool = False) -> None:
+        super().__init__()
+        hidden_ch = out_ch if hidden_ch is None else hidden_ch
+        self.upsample = upsample
+        self.bn1 = nn.BatchNorm2d(in_ch)
+        self.conv1 = _init(nn.Conv2d(in_ch, hidden_ch, 3, padding=1), _RESIDUAL_GAIN)
+        self.bn2 = nn.BatchNorm2d(hidden_ch)
+        self.conv2 = _init(nn.Conv2d(hidden_ch, out_ch, 3, padding=1), _RESIDUAL_GAIN)
+        self.shortcut: nn.Module = (
+            _init(nn.Conv2d(in_ch, out_ch, 1), 1.0) if in_ch != out_ch or upsample else nn.Identity()
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = F.relu(self.bn1(x))
+        if self.upsample:
+            h = _upsample(h)
+            x = _upsample(x)
+        h = self.conv2(F.relu(self.bn2(self.conv1(h))))
+        return h + self.shortcut(x)
+
+
+class DBlock(nn.Module):
+    """Discriminator residual block: ``ReLU-conv3x3-ReLU-conv3x3-(avgpool)`` plus a conv1x1-(avgpool) shortcut.
+
+    The shortcut is a 1x1 conv when the width changes or the block downsamples, the identity otherwise.
+    ``hidden_ch`` defaults to ``in_ch``. Every conv is spectrally normalised when ``spectral_norm``.
+    """
+
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        hidden_ch: int | None = None,
+        downsample: bool = False,
+        spectral_norm: bool = True,
+    ) -> None:
+        super().__init__()
+        hidden_ch = in_ch if hidden_ch is None else hidden_ch
+        self.downsample = downsample
+        self.conv1 = _init(nn.Conv2d(in_ch, hidden_ch, 3, padding=1), _RESIDUAL_GAIN, spectral_norm)
+        self.conv2 = _init(nn.Conv2d(hidden_ch, out_ch, 3, padding=1), _RESIDUAL_GAIN, spectral_norm)
+        self.shortcut: nn.Module = (
+            _init(nn.Conv2d(in_ch, out_ch, 1), 1.0, spectral_norm)
+            if in_ch != out_ch or downsample
+            else nn.Identity()
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.conv2(F.relu(self.conv1(F.relu(x))))
+        s = self.shortcut(x)
+        if self.downsample:
+            h = F.avg_pool2d(h, 2)
+            s = F.avg_pool2d(s, 2)
+        return h + s
+
+
+class DBlockOptimized(nn.Module):
+    """First discriminator block (no leading ReLU): ``conv3x3-ReLU-conv3x3-avgpool`` plus ``avgpool-conv1x1``."""
+
+    def __init__(self, in_ch: int, out_ch: int, spectral_norm: bool = True) -> None:
+        super().__init__()
+        self.conv1 = _init(nn.Conv2d(in_ch, out_ch, 3, padding=1), _RESIDUAL_GAIN, spectral_norm)
+        self.conv2 = _init(nn.Conv2d(out_ch, out_ch, 3, padding=1), _RESIDUAL_GAIN, spectral_norm)
+        self.shortcut = _init(nn.Conv2d(in_ch, out_ch, 1), 1.0, spectral_norm)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = F.avg_pool2d(self.conv2(F.relu(self.conv1(x))), 2)
+        return h + self.shortcut(F.avg_pool2d(x, 2))
+
+
+class _FreezableBatchNorm(nn.Module):
+    """Mixin: ``freeze_batchnorm`` pins every BatchNorm layer in eval mode across later ``train()`` calls."""
+
+    batchnorm_frozen: bool = False
+
+    def freeze_batchnorm(self, frozen: bool = True) -> None:
+        """Use the running BN statistics from now on, in train mode too (``frozen=False`` undoes it).
+
+        Hat EBM trains its energy on top of a pretrained generator whose BN statistics must stay fixed:
+        frozen layers normalise with their running mean and variance and no longer update them. Their
+        affine weights remain parameters; exclude them from the optimiser to keep them fixed as well.
+        """
+        self.batchnorm_frozen = frozen
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> Self:
+        super().train(mode)
+        if self.batchnorm_frozen:
+            for module in self.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+        return self
+
+
+class SnganGenerator(_FreezableBatchNorm):
+    """SN-GAN ResNet generator: z (B, nz) -> image (B, out_channels, S, S) in [-1, 1].
+
+    ``Linear(nz, bottom_width^2 * c0)`` -> upsampling GenBlocks -> BN -> ReLU -> conv3x3 -> tanh. At 32 px
+    there are three ngf->ngf blocks (ngf 256 by default); at 64 and 128 px the width halves per block
+    from ngf (default 1024) down to ngf/16, with an extra ngf->ngf block first at 128 px.
+    """
+
+    def __init__(
+        self,
+        image_size: int,
+        nz: int = 128,
+        ngf: int | None = None,
+        out_channels: int = 3,
+        bottom_width: int = 4,
+    ) -> None:
+        super().__init__()
+        _check_image_size(image_size)
+        self.image_size = image_size
+        self.nz = nz
+        self.bottom_width = bottom_width
+        if image_size == 32:
+            self.ngf = 256 if ngf is None else ngf
+            widths = [self.ngf] * 4
+        else:
+            self.ngf = 1024 if ngf is None else ngf
+            widths = [self.ngf >> i for i in range(5)]
+            if image_size == 128:
+                widths = [self.ngf, *widths]
+        self.base_channels = widths[0]
+        self.linear = _init(nn.Linear(nz, bottom_width**2 * widths[0]), 1.0)
+        self.blocks = nn.Sequential(
+            *(GenBlock(c_in, c_out, upsample=True) for c_in, c_out in pairwise(widths))
+        )
+        self.bn = nn.BatchNorm2d(widths[-1])
+        self.conv_out = _init(nn.Conv2d(widths[-1], out_channels, 3, padding=1), 1.0)
+
+    def sample_latent(
+        self, n: int, generator: torch.Generator | None = None, device: torch.device | str | None = None
+    ) -> Tensor:
+        """``n`` standard-normal latents of shape (n, nz)."""
+        return torch.randn(n, self.nz, generator=generator, device=device)
+
+    def forward(self, z: Tensor) -> Tensor:
+        h = self.linear(z).view(z.shape[0], self.base_channels, self.bottom_width, self.bottom_width)
+        h = F.relu(self.bn(self.blocks(h)))
+        return torch.tanh(self.conv_out(h))
+
+
+class ImageLatentGenerator(_FreezableBatchNorm):
+    """Hat EBM's retrofit decoder: an image-shaped latent (B, *latent_shape) -> image at twice its side.
+
+    The 32 px SN-GAN generator with the input linear replaced by a conv3x3 (latent channels -> ngf) at the
+    latent's resolution: two GenBlocks without upsampling, one upsampling GenBlock, then BN, ReLU,
+    conv3x3 and tanh. The default (1, 16, 16) latent gives 32 px images.
+    """
+
+    def __init__(
+        self, latent_shape: tuple[int, int, int] = (1, 16, 16), ngf: int = 256, out_channels: int = 3
+    ) -> None:
+        super().__init__()
+        self.latent_shape = tuple(latent_shape)
+        self.image_size = 2 * latent_shape[-1]
+        self.conv_in = _init(nn.Conv2d(latent_shape[0], ngf, 3, padding=1), 1.0)
+        self.blocks = nn.Sequential(GenBlock(ngf, ngf), GenBlock(ngf, ngf), GenBlock(ngf, ngf, upsample=True))
+        self.bn = nn.BatchNorm2d(ngf)
+        self.conv_out = _init(nn.Conv2d(ngf, out_channels, 3, padding=1), 1.0)
+
+    def sample_latent(
+        self, n: int, generator: torch.Generator | None = None, device: torch.device | str | None = None
+    ) -> Tensor:
+        """``n`` standard-normal latents of shape (n, *latent_shape)."""
+        return torch.randn(n, *self.latent_shape, generator=generator, device=device)
+
+    def forward(self, z: Tensor) -> Tensor:
+        if tuple(z.shape[1:]) != self.latent_shape:
+            expected = ", ".join(map(str, self.latent_shape))
+            raise ValueError(f"z must have shape (B, {expected}), got {tuple(z.shape)}")
+        h = F.relu(self.bn(self.blocks(self.conv_in(z))))
+        return torch.tanh(self.conv_out(h))
+
+
+class SnganDiscriminator(nn.Module):
+    """SN-GAN ResNet discriminator: image (B, in_channels, S, S) -> score (B, 1).
+
+    An optimized first block, then DBlocks: at 32 px widths stay at ndf (default 128) with one more
+    downsampling; at 64 and 128 px they double from ndf/16 to ndf (default 1024) with a downsampling per
+    block, plus a final non-downsampling ndf->ndf block at 128 px. The head is ``Linear(ReLU(h) summed
+    over H and W)``; the spatial sum (not mean) is Mimicry's. With ``spectral_norm=False`` it is Hat EBM's
+    hat network. ``forward(x, y=None)`` follows the energy-net convention and rejects labels.
+    """
+
+    def __init__(
+        self,
+        image_size: int,
+        ndf: int | None = None,
+        in_channels: int = 3,
+        spectral_norm: bool = True,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        _check_image_size(image_size)
+        self.image_size = image_size
+        self.num_classes = 0
+        blocks: list[nn.Module]
+        if image_size == 32:
+            self.ndf = 128 if ndf is None else ndf
+            blocks = [
+                DBlockOptimized(in_channels, self.ndf, spectral_norm),
+                DBlock(self.ndf, self.ndf, downsample=True, spectral_norm=spectral_norm),
+                DBlock(self.ndf, self.ndf, spectral_norm=spectral_norm),
+                DBlock(self.ndf, self.ndf, spectral_norm=spectral_norm),
+            ]
+        else:
+            self.ndf = 1024 if ndf is None else ndf
+            widths = [self.ndf >> i for i in range(4, -1, -1)]
+            blocks = [DBlockOptimized(in_channels, widths[0], spectral_norm)]
+            blocks += [
+                DBlock(c_in, c_out, downsample=True, spectral_norm=spectral_norm)
+                for c_in, c_out in pairwise(widths)
+            ]
+            if image_size == 128:
+                blocks.append(DBlock(self.ndf, self.ndf, spectral_norm=spectral_norm))
+        self.blocks = nn.Sequential(*blocks)
+        self.feature_dim = self.ndf
+        self.linear = _init(nn.Linear(self.ndf, 1, bias=bias), 1.0, spectral_norm)
+
+    def features(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        """Spatially summed ReLU features of the last block, (B, ndf)."""
+        check_labels(y, self.num_classes, x.shape[0])
+        return F.relu(self.blocks(x)).sum(dim=(2, 3))
+
+    def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        return self.linear(self.features(x, y))
+
+
+__all__ = [
+    "IMAGE_SIZES",
+    "DBlock",
+    "DBlockOptimized",
+    "GenBlock",
+    "ImageLatentGenerator",
+    "SnganDiscriminator",
+    "SnganGenerator",
+]

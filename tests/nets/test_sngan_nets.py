@@ -1,0 +1,253 @@
+"""SN-GAN generators/discriminators and Hat EBM's image-latent decoder: shapes, sizes, parameter counts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from ebmctl.nets import count_parameters
+from ebmctl.nets.sngan import (
+    DBlock,
+    DBlockOptimized,
+    GenBlock,
+    ImageLatentGenerator,
+    SnganDiscriminator,
+    SnganGenerator,
+)
+
+SIZES = (32, 64, 128)
+SMALL = 16  # ngf/ndf for fast tests; >> 4 still leaves one channel at 64 and 128 px
+
+
+def small_generator(size: int) -> SnganGenerator:
+    torch.manual_seed(0)
+    return SnganGenerator(size, nz=8, ngf=SMALL)
+
+
+def small_discriminator(size: int, **kwargs: object) -> SnganDiscriminator:
+    torch.manual_seed(0)
+    return SnganDiscriminator(size, ndf=SMALL, **kwargs)
+
+
+def block_outputs(net: nn.Module, x: torch.Tensor) -> list[tuple[int, int, int]]:
+    """(channels, height, width) after each of ``net.blocks``."""
+    shapes: list[tuple[int, int, int]] = []
+    hooks = [
+        block.register_forward_hook(lambda _m, _i, out: shapes.append(tuple(out.shape[1:])))
+        for block in net.blocks
+    ]
+    try:
+        with torch.no_grad():
+            net(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return shapes
+
+
+def conv_and_linear(net: nn.Module) -> list[nn.Module]:
+    return [m for m in net.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_generator_output_shape_and_range(size):
+    gen = small_generator(size)
+    z = gen.sample_latent(3, generator=torch.Generator().manual_seed(1))
+    x = gen(z)
+    assert x.shape == (3, 3, size, size)
+    assert x.abs().max() <= 1.0 and x.std() > 0
+    assert gen.nz == 8 and gen.image_size == size
+    assert SnganGenerator(size, nz=8, ngf=SMALL, out_channels=1)(z[:2]).shape == (2, 1, size, size)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_discriminator_output_shape(size):
+    disc = small_discriminator(size)
+    assert disc(torch.randn(2, 3, size, size)).shape == (2, 1)
+    assert disc.features(torch.randn(2, 3, size, size)).shape == (2, SMALL)
+    gray = small_discriminator(size, in_channels=1)
+    assert gray(torch.randn(2, 1, size, size)).shape == (2, 1)
+
+
+def test_discriminator_is_unconditional():
+    with pytest.raises(ValueError, match="unconditional"):
+        small_discriminator(32)(torch.randn(2, 3, 32, 32), torch.tensor([0, 1]))
+
+
+def test_image_latent_generator_shape_and_range():
+    torch.manual_seed(0)
+    gen = ImageLatentGenerator(ngf=SMALL)
+    z = gen.sample_latent(4)
+    assert z.shape == (4, 1, 16, 16)
+    x = gen(z)
+    assert x.shape == (4, 3, 32, 32) and x.abs().max() <= 1.0
+    assert gen.image_size == 32
+    with pytest.raises(ValueError, match="z must have shape"):
+        gen(torch.randn(4, 128))
+
+
+def test_sample_latent_is_standard_normal_and_seeded():
+    gen = small_generator(32)
+    a = gen.sample_latent(4000, generator=torch.Generator().manual_seed(3))
+    b = gen.sample_latent(4000, generator=torch.Generator().manual_seed(3))
+    assert a.shape == (4000, 8) and torch.equal(a, b)
+    assert abs(a.mean().item()) < 0.05 and abs(a.std().item() - 1) < 0.05
+
+
+def test_default_32px_parameter_counts():
+    # Generator, ngf 256, nz 128, bottom width 4.
+    linear = 128 * (4 * 4 * 256) + 4 * 4 * 256  # 528,384
+    bn = 2 * 256  # weight and bias
+    conv3 = 256 * 256 * 9 + 256  # 590,080
+    shortcut = 256 * 256 + 256  # 1x1 conv, learnable since every block upsamples: 65,792
+    gen_block = bn + conv3 + bn + conv3 + shortcut  # 1,246,976
+    head = bn + (256 * 3 * 9 + 3)  # final BN and conv3x3 to RGB: 7,427
+    generator = linear + 3 * gen_block + head
+    assert generator == 4_276_739  # Mimicry's SNGANGenerator32
+    assert count_parameters(SnganGenerator(32)) == generator
+
+    # Discriminator, ndf 128, spectral norm adds buffers only.
+    conv3 = 128 * 128 * 9 + 128  # 147,584
+    optimized = (3 * 128 * 9 + 128) + conv3 + (3 * 128 + 128)  # conv 3->128, conv, 1x1 shortcut: 151,680
+    down = conv3 + conv3 + (128 * 128 + 128)  # with its 1x1 shortcut: 311,680
+    plain = conv3 + conv3  # identity shortcut: 295,168
+    discriminator = optimized + down + 2 * plain + (128 + 1)
+    assert discriminator == 1_053_825
+    disc = SnganDiscriminator(32)
+    assert count_parameters(disc) == discriminator
+    assert count_parameters(SnganDiscriminator(32, bias=False)) == discriminator - 1
+    assert any(name.endswith("_u") for name, _ in disc.named_buffers())
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_spectral_norm_switch(size):
+    with_sn = small_discriminator(size)
+    without_sn = small_discriminator(size, spectral_norm=False)
+    layers = conv_and_linear(with_sn)
+    assert len(layers) == len(conv_and_linear(without_sn))
+    assert all(parametrize.is_parametrized(m, "weight") for m in layers)
+    assert not any(parametrize.is_parametrized(m) for m in without_sn.modules())
+    assert count_parameters(with_sn) == count_parameters(without_sn)
+    # Optimized block: 3 convs; downsampling or widening blocks: 3; identity-shortcut blocks: 2; linear: 1.
+    expected = {32: 3 + 3 + 2 + 2 + 1, 64: 3 + 4 * 3 + 1, 128: 3 + 4 * 3 + 2 + 1}[size]
+    assert len(layers) == expected
+
+
+def test_spectral_norm_bounds_the_layer_norm():
+    disc = small_discriminator(32)
+    disc.train()
+    for _ in range(30):  # power iterations run in train-mode forwards
+        disc(torch.randn(2, 3, 32, 32))
+    w = disc.linear.weight
+    assert torch.linalg.matrix_norm(w, ord=2).item() == pytest.approx(1.0, rel=1e-3)
+
+
+def test_blocks_spectral_norm_flag():
+    assert parametrize.is_parametrized(DBlock(4, 8).conv1, "weight")
+    assert not parametrize.is_parametrized(DBlock(4, 8, spectral_norm=False).conv1)
+    assert parametrize.is_parametrized(DBlockOptimized(3, 8).shortcut, "weight")
+    assert isinstance(DBlock(8, 8).shortcut, nn.Identity)
+    assert isinstance(GenBlock(8, 8).shortcut, nn.Identity)
+    assert isinstance(GenBlock(8, 8, upsample=True).shortcut, nn.Conv2d)
+    assert GenBlock(8, 4, hidden_ch=6).conv1.out_channels == 6
+    assert DBlock(8, 4).conv1.out_channels == 8  # hidden width defaults to the input width
+
+
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [
+        (32, [(16, 8, 8), (16, 16, 16), (16, 32, 32)]),
+        (64, [(8, 8, 8), (4, 16, 16), (2, 32, 32), (1, 64, 64)]),
+        (128, [(16, 8, 8), (8, 16, 16), (4, 32, 32), (2, 64, 64), (1, 128, 128)]),
+    ],
+)
+def test_generator_block_resolutions(size, expected):
+    gen = small_generator(size).eval()
+    assert block_outputs(gen, gen.sample_latent(2)) == expected
+
+
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [
+        (32, [(16, 16, 16), (16, 8, 8), (16, 8, 8), (16, 8, 8)]),
+        (64, [(1, 32, 32), (2, 16, 16), (4, 8, 8), (8, 4, 4), (16, 2, 2)]),
+        (128, [(1, 64, 64), (2, 32, 32), (4, 16, 16), (8, 8, 8), (16, 4, 4), (16, 4, 4)]),
+    ],
+)
+def test_discriminator_block_resolutions(size, expected):
+    disc = small_discriminator(size, spectral_norm=False)
+    assert block_outputs(disc, torch.randn(2, 3, size, size)) == expected
+
+
+def test_image_latent_generator_block_resolutions():
+    gen = ImageLatentGenerator(ngf=SMALL).eval()
+    assert block_outputs(gen, gen.sample_latent(2)) == [(16, 16, 16), (16, 16, 16), (16, 32, 32)]
+
+
+def test_discriminator_sums_features_spatially():
+    disc = small_discriminator(32, spectral_norm=False).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        h = torch.relu(disc.blocks(x))
+        expected = disc.linear(h.sum(dim=(2, 3)))
+        assert torch.allclose(disc(x), expected)
+        assert not torch.allclose(disc(x), disc.linear(h.mean(dim=(2, 3))))
+
+
+def bn_state(net: nn.Module) -> list[torch.Tensor]:
+    return [
+        t.clone() for m in net.modules() if isinstance(m, nn.BatchNorm2d) for t in m.state_dict().values()
+    ]
+
+
+@pytest.mark.parametrize("make", [lambda: small_generator(32), lambda: ImageLatentGenerator(ngf=SMALL)])
+def test_freeze_batchnorm_survives_train(make):
+    gen = make().train()
+    z = gen.sample_latent(4, generator=torch.Generator().manual_seed(0))
+    before = bn_state(gen)
+    gen(z)  # an unfrozen train-mode pass updates the running statistics
+    moved = bn_state(gen)
+    assert any(not torch.equal(a, b) for a, b in zip(before, moved, strict=True))
+
+    gen.freeze_batchnorm()
+    gen.train()
+    assert gen.training and gen.batchnorm_frozen
+    assert all(not m.training for m in gen.modules() if isinstance(m, nn.BatchNorm2d))
+    first = gen(z)
+    assert all(torch.equal(a, b) for a, b in zip(moved, bn_state(gen), strict=True))
+    assert torch.equal(first, gen(z))
+    assert torch.allclose(first[:1], gen(z[:1]), atol=1e-6)  # no batch statistics: samples are independent
+    assert torch.equal(first, gen.eval()(z))
+
+    gen.freeze_batchnorm(False)
+    gen.train()
+    assert all(m.training for m in gen.modules() if isinstance(m, nn.BatchNorm2d))
+    assert not torch.allclose(gen(z)[:1], gen(z[:1]), atol=1e-6)
+
+
+def test_input_gradient_through_hat_network():
+    disc = small_discriminator(32, spectral_norm=False)
+    x = torch.randn(2, 3, 32, 32, requires_grad=True)
+    (grad,) = torch.autograd.grad(disc(x).sum(), x)
+    assert grad.shape == x.shape and torch.isfinite(grad).all() and grad.abs().sum() > 0
+    assert grad[0].abs().sum() > 0 and grad[1].abs().sum() > 0
+
+
+@pytest.mark.parametrize("make", [lambda: small_generator(64), lambda: ImageLatentGenerator(ngf=SMALL)])
+def test_latent_gradient_through_generator(make):
+    gen = make()
+    gen.freeze_batchnorm()
+    z = gen.sample_latent(2).requires_grad_(True)
+    (grad,) = torch.autograd.grad(gen(z).square().sum(), z)
+    assert grad.shape == z.shape and torch.isfinite(grad).all()
+    assert grad[0].abs().sum() > 0 and grad[1].abs().sum() > 0
+
+
+@pytest.mark.parametrize("size", [16, 48, 256, 0])
+def test_bad_image_size(size):
+    with pytest.raises(ValueError, match="image_size"):
+        SnganGenerator(size)
+    with pytest.raises(ValueError, match="image_size"):
+        SnganDiscriminator(size)
