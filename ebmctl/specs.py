@@ -137,8 +137,16 @@ class ResNetEncoderSpec(Section):
     std: tuple[float, ...] | None = Field(None, description="Per-channel input std (None: CIFAR-10's).")
 
 
+class SnganSpec(Section):
+    name: Literal["sngan"] = "sngan"
+    nz: int = Field(128, ge=1, le=4096, description="Latent dimension of the generator.")
+    ngf: int | None = Field(None, ge=16, le=8192, description="Generator width (None: 256 at 32 px, 1024 at 64/128).")
+    ndf: int | None = Field(None, ge=16, le=8192, description="Discriminator width (None: 128 at 32 px, 1024 at 64/128).")
+
+
 NetSpec = Annotated[
-    IcdResNetSpec | IgebmResNetSpec | SmallConvSpec | MlpSpec | ClelResNetSpec | CebmConvSpec | ResNetEncoderSpec,
+    IcdResNetSpec | IgebmResNetSpec | SmallConvSpec | MlpSpec | ClelResNetSpec | CebmConvSpec | ResNetEncoderSpec
+    | SnganSpec,
     Field(discriminator="name"),
 ]
 
@@ -317,8 +325,14 @@ class SimclrMethodSpec(Section):
     temperature: float = Field(0.1, gt=0, description="NT-Xent temperature (cosine similarity).")
 
 
+class SnganMethodSpec(Section):
+    name: Literal["sngan"] = "sngan"
+    n_dis: int = Field(5, ge=1, le=100, description="Discriminator updates per generator update.")
+
+
 MethodSpec = Annotated[
-    IgebmMethodSpec | IcdMethodSpec | ClelMethodSpec | CebmMethodSpec | EbclrMethodSpec | SimclrMethodSpec,
+    IgebmMethodSpec | IcdMethodSpec | ClelMethodSpec | CebmMethodSpec | EbclrMethodSpec | SimclrMethodSpec
+    | SnganMethodSpec,
     Field(discriminator="name"),
 ]
 
@@ -396,6 +410,11 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
         "augment": {"crop_scale": (0.08, 1.0), "flip": True, "jitter": (0.8, 0.8, 0.8, 0.2), "jitter_p": 0.8,
                     "gray_p": 0.2, "blur_p": 1.0},
         "train": {"batch_size": 128, "lr": 2e-4, "optimizer": "adam", "betas": (0.9, 0.999), "grad_clip": None,
+                  "ema": None},
+    },
+    "sngan": {
+        "net": {"name": "sngan"},
+        "train": {"batch_size": 64, "lr": 2e-4, "optimizer": "adam", "betas": (0.0, 0.9), "grad_clip": None,
                   "ema": None},
     },
     "simclr": {

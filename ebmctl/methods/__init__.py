@@ -9,9 +9,10 @@ from ebmctl.methods.ebclr import Ebclr
 from ebmctl.methods.icd import Icd
 from ebmctl.methods.igebm import Igebm
 from ebmctl.methods.simclr import Simclr
+from ebmctl.methods.sngan import Sngan
 
 METHODS: dict[str, type[Any]] = {
-    "igebm": Igebm, "icd": Icd, "clel": Clel, "cebm": Cebm, "ebclr": Ebclr, "simclr": Simclr,
+    "igebm": Igebm, "icd": Icd, "clel": Clel, "cebm": Cebm, "ebclr": Ebclr, "simclr": Simclr, "sngan": Sngan,
 }
 
-__all__ = ["METHODS", "Cebm", "Clel", "Ebclr", "Icd", "Igebm", "PersistentChainEbm", "Simclr"]
+__all__ = ["METHODS", "Cebm", "Clel", "Ebclr", "Icd", "Igebm", "PersistentChainEbm", "Simclr", "Sngan"]

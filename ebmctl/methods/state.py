@@ -19,11 +19,14 @@ def unprefixed(prefix: str, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
 
 
 def optimizer_tensors(optimizer: torch.optim.Optimizer, prefix: str) -> dict[str, Tensor]:
-    """Every tensor of the optimiser's per-parameter state as ``{prefix}{param}.{name}``."""
+    """A copy of every tensor of the optimiser's per-parameter state as ``{prefix}{param}.{name}``.
+
+    Copies, because torch's ``load_state_dict`` keeps the ``step`` tensors it is given: without them a state
+    handed straight to another optimiser would share its step counts with this one."""
     out = {}
     for idx, state in optimizer.state_dict()["state"].items():
         for name, value in state.items():
-            out[f"{prefix}{idx}.{name}"] = value if torch.is_tensor(value) else torch.tensor(value)
+            out[f"{prefix}{idx}.{name}"] = value.detach().clone() if torch.is_tensor(value) else torch.tensor(value)
     return out
 
 

@@ -17,8 +17,10 @@ from ebmctl.methods.clel import Clel
 from ebmctl.methods.ebclr import Ebclr
 from ebmctl.methods.parts import EnergyModel
 from ebmctl.methods.simclr import Simclr
+from ebmctl.methods.sngan import Sngan
 from ebmctl.nets import build_net
 from ebmctl.nets.encoders import ENCODERS
+from ebmctl.nets.sngan import IMAGE_SIZES, SnganDiscriminator, SnganGenerator
 from ebmctl.samplers.buffers import SlotBuffer, make_buffer
 from ebmctl.samplers.langevin import LangevinParams
 from ebmctl.samplers.transitions import AUGMENTATIONS, Transition
@@ -30,6 +32,8 @@ from ebmctl.specs import (
     ResNetEncoderSpec,
     RunSpec,
     SimclrMethodSpec,
+    SnganMethodSpec,
+    SnganSpec,
 )
 
 
@@ -124,7 +128,7 @@ def augmentation(spec: RunSpec, shape: tuple[int, ...]) -> Transition:
 
 
 ENCODER_METHODS = ("ebclr", "simclr")
-ENERGY_NETS = {"igebm": None, "icd": None, "clel": ("clel_resnet",), "cebm": ("cebm_conv",)}
+ENERGY_NETS = {"igebm": None, "icd": None, "clel": ("clel_resnet",), "cebm": ("cebm_conv",), "sngan": ("sngan",)}
 
 
 def build_method(spec: RunSpec, info: DataInfo, device: torch.device) -> Any:
@@ -132,6 +136,8 @@ def build_method(spec: RunSpec, info: DataInfo, device: torch.device) -> Any:
     _check_net(spec)
     if spec.method.name in ENCODER_METHODS:
         return _build_encoder_method(spec, info, device)
+    if spec.method.name == "sngan":
+        return _build_sngan(spec, info, device)
     kwargs = net_kwargs(spec, info)
     condition = condition_of(spec)
     if condition is not None:
@@ -204,6 +210,9 @@ def _check_net(spec: RunSpec) -> None:
         raise SpecError(f"{method} needs the {wanted[0]} net, not {net!r}", f"set net.name={wanted[0]}")
     if net == "resnet18":
         raise SpecError(f"resnet18 is an encoder; {method} needs an energy net", "pick an energy net, e.g. small_conv")
+    if net == "sngan" and method != "sngan":
+        raise SpecError(f"the sngan net is a generator and a discriminator; {method} cannot use it",
+                        "pick an energy net, e.g. small_conv")
     if net in ("cebm_conv",) and method != "cebm":
         raise SpecError(f"the {net} net carries CEBM's conjugate bias; {method} cannot use it",
                         "pick another net, e.g. small_conv")
@@ -237,6 +246,21 @@ def _build_encoder_method(spec: RunSpec, info: DataInfo, device: torch.device) -
     assert isinstance(buffer, SlotBuffer)
     return Ebclr(model, augment=augment, sampler=LangevinParams(**spec.sampler.model_dump()), buffer=buffer,
                  shape=shape, rho=spec.buffer.reinit, device=device, **m.model_dump(exclude={"name"}))
+
+
+def _build_sngan(spec: RunSpec, info: DataInfo, device: torch.device) -> Any:
+    """SN-GAN: the ResNet generator and the spectrally normalised discriminator at the data's size."""
+    net_spec, tr, m = spec.net, spec.train, spec.method
+    assert isinstance(net_spec, SnganSpec) and isinstance(m, SnganMethodSpec)
+    size = info.shape[-1]
+    if info.kind != "image" or size not in IMAGE_SIZES or info.shape[-2] != size:
+        raise SpecError(f"sngan models square images of {', '.join(map(str, IMAGE_SIZES))} px; {info.name} is "
+                        f"{'x'.join(map(str, info.shape))}", "set data.image_size to 32, 64 or 128")
+    gen = SnganGenerator(size, nz=net_spec.nz, ngf=net_spec.ngf, out_channels=info.shape[0]).to(device)
+    disc = SnganDiscriminator(size, ndf=net_spec.ndf, in_channels=info.shape[0]).to(device)
+    kwargs = {"lr": tr.lr, "betas": tr.betas, "grad_clip": tr.grad_clip, "optimizer": tr.optimizer,
+              "momentum": tr.momentum, "weight_decay": tr.weight_decay}
+    return Sngan(EnergyModel(gen, ema=tr.ema, **kwargs), EnergyModel(disc, **kwargs), n_dis=m.n_dis, device=device)
 
 
 def _points_range(spec: RunSpec) -> tuple[float, float]:

@@ -1,0 +1,113 @@
+"""SN-GAN (Miyato et al. 2018), the generator a Hat EBM refines: a ResNet generator and a spectrally
+normalised discriminator trained with the hinge loss.
+
+Every training step updates the discriminator on one data batch,
+
+    L_D = mean relu(1 - D(x)) + mean relu(1 + D(G(z))),
+
+and every ``n_dis``-th step also the generator, L_G = -mean D(G(z)) (Mimicry's schedule: n_dis
+discriminator updates per generator update, so ``train.steps`` counts discriminator updates). Both take
+Adam; images are in [-1, 1] inside the method. Sampling draws G(z), z ~ N(0, I).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ebmctl.methods.parts import EnergyModel, PixelRange
+from ebmctl.methods.state import prefixed, unprefixed
+
+
+def hinge_discriminator_loss(d_real: Tensor, d_fake: Tensor) -> Tensor:
+    """mean relu(1 - D(x)) + mean relu(1 + D(G(z)))."""
+    return F.relu(1.0 - d_real).mean() + F.relu(1.0 + d_fake).mean()
+
+
+def hinge_generator_loss(d_fake: Tensor) -> Tensor:
+    """-mean D(G(z))."""
+    return -d_fake.mean()
+
+
+class Sngan(PixelRange):
+    name = "sngan"
+    CAPABILITIES: tuple[str, ...] = ("sample", "generator")
+    pixel_range = (-1.0, 1.0)
+
+    def __init__(self, generator: EnergyModel, discriminator: EnergyModel, *, n_dis: int = 5,
+                 device: torch.device | str = "cpu") -> None:
+        self.generator = generator
+        self.discriminator = discriminator
+        self.n_dis = n_dis
+        self.device = torch.device(device)
+        self.chains = None
+        self.last_negatives: Tensor | None = None
+
+    @property
+    def net(self) -> nn.Module:
+        return self.generator.net
+
+    @property
+    def has_ema(self) -> bool:
+        return self.generator.ema_net is not None
+
+    def _fake(self, n: int) -> Tensor:
+        return self.generator.net(self.generator.net.sample_latent(n, device=self.device))
+
+    def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, float]:
+        gen, disc = self.generator.net.train(), self.discriminator.net.train()
+        real = self.to_model(x)
+        with torch.no_grad():
+            fake = self._fake(x.shape[0])
+        d_real, d_fake = disc(real), disc(fake)
+        d_loss = hinge_discriminator_loss(d_real, d_fake)
+        self.discriminator.step(d_loss)
+        metrics = {"loss": d_loss.item(), "d_real": d_real.detach().mean().item(),
+                   "d_fake": d_fake.detach().mean().item()}
+        if self.discriminator.updates % self.n_dis == 0:
+            disc.requires_grad_(False)
+            try:
+                fake = self._fake(x.shape[0])
+                g_loss = hinge_generator_loss(disc(fake))
+                self.generator.step(g_loss)
+            finally:
+                disc.requires_grad_(True)
+            metrics["g_loss"] = g_loss.item()
+            self.last_negatives = self.to_images(fake.detach())
+        gen.train()
+        return metrics
+
+    def sample(self, n: int, *, ema: bool = True, callback: Callable[[int, Tensor], None] | None = None,
+               **_: Any) -> Tensor:
+        """``n`` images G(z) in [0, 1]; the Langevin settings a command passes do not apply."""
+        net = self.generator.eval_net(ema)
+        with torch.no_grad():
+            x = self.to_images(net(net.sample_latent(n, device=self.device)))
+        if callback is not None:
+            callback(0, x)
+        return x
+
+    # ------------------------------------------------------------------ state
+
+    def weight_tensors(self) -> dict[str, Tensor]:
+        return {**prefixed("generator.", self.generator.weight_tensors()),
+                **prefixed("discriminator.", self.discriminator.weight_tensors())}
+
+    def load_weights(self, tensors: dict[str, Tensor]) -> None:
+        self.generator.load_weights(unprefixed("generator.", tensors))
+        self.discriminator.load_weights(unprefixed("discriminator.", tensors))
+
+    def state_tensors(self) -> dict[str, Tensor]:
+        return {**prefixed("generator.", self.generator.state_tensors()),
+                **prefixed("discriminator.", self.discriminator.state_tensors())}
+
+    def state_meta(self) -> dict[str, Any]:
+        return {"generator": self.generator.state_meta(), "discriminator": self.discriminator.state_meta()}
+
+    def load_state(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+        self.generator.load_state(unprefixed("generator.", tensors), meta["generator"])
+        self.discriminator.load_state(unprefixed("discriminator.", tensors), meta["discriminator"])
