@@ -59,7 +59,8 @@ class Sngan(PixelRange):
         return self.generator.net(self.generator.net.sample_latent(n, device=self.device))
 
     def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, float]:
-        gen, disc = self.generator.net.train(), self.discriminator.net.train()
+        self.generator.net.train()
+        disc = self.discriminator.net.train()
         real = self.to_model(x)
         with torch.no_grad():
             fake = self._fake(x.shape[0])
@@ -78,7 +79,6 @@ class Sngan(PixelRange):
                 disc.requires_grad_(True)
             metrics["g_loss"] = g_loss.item()
             self.last_negatives = self.to_images(fake.detach())
-        gen.train()
         return metrics
 
     def sample(self, n: int, *, ema: bool = True, callback: Callable[[int, Tensor], None] | None = None,

@@ -128,12 +128,18 @@ def augmentation(spec: RunSpec, shape: tuple[int, ...]) -> Transition:
 
 
 ENCODER_METHODS = ("ebclr", "simclr")
-ENERGY_NETS = {"igebm": None, "icd": None, "clel": ("clel_resnet",), "cebm": ("cebm_conv",), "sngan": ("sngan",)}
+SLOT_METHODS = ("clel", "cebm", "ebclr")
+# The net each method needs (igebm and icd take any energy net).
+METHOD_NET = {"clel": "clel_resnet", "cebm": "cebm_conv", "sngan": "sngan", "ebclr": "resnet18", "simclr": "resnet18"}
+# Nets that are not plain energy nets, and why no other method can use them.
+RESERVED_NETS = {"resnet18": "is an encoder", "sngan": "is a generator and a discriminator",
+                 "cebm_conv": "carries CEBM's conjugate bias"}
 
 
 def build_method(spec: RunSpec, info: DataInfo, device: torch.device) -> Any:
     """The method of ``spec`` for data shaped like ``info``, on ``device``."""
     _check_net(spec)
+    _check_slots(spec)
     if spec.method.name in ENCODER_METHODS:
         return _build_encoder_method(spec, info, device)
     if spec.method.name == "sngan":
@@ -173,15 +179,10 @@ def _build_clel(spec: RunSpec, info: DataInfo, net: torch.nn.Module, sampler: La
     assert isinstance(m, ClelMethodSpec)
     if info.kind != "image" or not isinstance(spec.net, ClelResNetSpec):
         raise SpecError("clel models images with the clel_resnet net", "use a clel-* preset (net.name=clel_resnet)")
-    if spec.buffer.policy != "slots":
-        raise SpecError("clel keeps its chains in fixed slots", "set buffer.policy=slots")
     if tr.ema is not None:
         raise SpecError("clel sets its EMA through method.ema_halflife", "leave train.ema unset (none)")
     ebm_batch = tr.batch_size
     encoder_batch = m.encoder_batch_size or ebm_batch
-    if spec.buffer.size < ebm_batch:
-        raise SpecError(f"buffer.size {spec.buffer.size} is smaller than the batch {ebm_batch}",
-                        "raise buffer.size or lower train.batch_size")
     decay = 0.5 ** (ebm_batch / m.ema_halflife)
     ema_start = int(m.ema_halflife / ebm_batch)
     model = EnergyModel(net, lr=tr.lr, betas=tr.betas, grad_clip=tr.grad_clip, ema=decay, warmup=m.warmup,
@@ -199,23 +200,25 @@ def _build_clel(spec: RunSpec, info: DataInfo, net: torch.nn.Module, sampler: La
 
 
 def _check_net(spec: RunSpec) -> None:
-    """A method gets a net it can use: encoder methods a resnet18, CLEL and CEBM their own nets."""
+    """A method gets a net it can use; the nets of METHOD_NET that are not energy nets serve their method only."""
     method, net = spec.method.name, spec.net.name
-    if method in ENCODER_METHODS:
-        if net != "resnet18":
-            raise SpecError(f"{method} trains a resnet18 encoder, not {net!r}", "set net.name=resnet18")
-        return
-    wanted = ENERGY_NETS.get(method)
-    if wanted is not None and net not in wanted:
-        raise SpecError(f"{method} needs the {wanted[0]} net, not {net!r}", f"set net.name={wanted[0]}")
-    if net == "resnet18":
-        raise SpecError(f"resnet18 is an encoder; {method} needs an energy net", "pick an energy net, e.g. small_conv")
-    if net == "sngan" and method != "sngan":
-        raise SpecError(f"the sngan net is a generator and a discriminator; {method} cannot use it",
+    wanted = METHOD_NET.get(method)
+    if wanted is not None and net != wanted:
+        raise SpecError(f"{method} needs the {wanted} net, not {net!r}", f"set net.name={wanted}")
+    if wanted is None and net in RESERVED_NETS:
+        raise SpecError(f"the {net} net {RESERVED_NETS[net]}; {method} needs an energy net",
                         "pick an energy net, e.g. small_conv")
-    if net in ("cebm_conv",) and method != "cebm":
-        raise SpecError(f"the {net} net carries CEBM's conjugate bias; {method} cannot use it",
-                        "pick another net, e.g. small_conv")
+
+
+def _check_slots(spec: RunSpec) -> None:
+    """Methods that draw chains from fixed slots need that policy and at least a batch of slots."""
+    if spec.method.name not in SLOT_METHODS:
+        return
+    if spec.buffer.policy != "slots":
+        raise SpecError(f"{spec.method.name} keeps its chains in fixed slots", "set buffer.policy=slots")
+    if spec.buffer.size < spec.train.batch_size:
+        raise SpecError(f"buffer.size {spec.buffer.size} is smaller than the batch {spec.train.batch_size}",
+                        "raise buffer.size or lower train.batch_size")
 
 
 def _build_encoder_method(spec: RunSpec, info: DataInfo, device: torch.device) -> Any:
@@ -237,11 +240,6 @@ def _build_encoder_method(spec: RunSpec, info: DataInfo, device: torch.device) -
     if isinstance(m, SimclrMethodSpec):
         return Simclr(model, augment=augment, temperature=m.temperature, device=device)
     assert isinstance(m, EbclrMethodSpec)
-    if spec.buffer.policy != "slots":
-        raise SpecError("ebclr keeps its chains in fixed slots with visit counts", "set buffer.policy=slots")
-    if spec.buffer.size < tr.batch_size:
-        raise SpecError(f"buffer.size {spec.buffer.size} is smaller than the batch {tr.batch_size}",
-                        "raise buffer.size or lower train.batch_size")
     buffer = make_buffer("slots", spec.buffer.size, quantize=False, value_range=Ebclr.pixel_range, device=device)
     assert isinstance(buffer, SlotBuffer)
     return Ebclr(model, augment=augment, sampler=LangevinParams(**spec.sampler.model_dump()), buffer=buffer,

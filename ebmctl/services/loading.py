@@ -60,7 +60,8 @@ def load_run(ref: RunRef, device: torch.device) -> LoadedRun:
 
 def load_replay_buffer(run: LoadedRun) -> None:
     """Fill the method's replay buffer from the run's training state (for ``--init buffer``)."""
-    buffer = run.method.chains.buffer
+    chains = getattr(run.method, "chains", None)  # encoder and GAN methods keep no chains
+    buffer = chains.buffer if chains is not None else None
     path = run.ref.run_dir / STATE_CKPT
     if buffer is None:
         raise CheckpointError(f"{run.spec.method.name} run {run.ref.run_dir.name} keeps no replay buffer",

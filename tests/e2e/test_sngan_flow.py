@@ -50,7 +50,7 @@ def test_a_resumed_sngan_run_matches_the_uninterrupted_one(cli):
 def test_commands_a_gan_cannot_serve_say_so(cli):
     _train(cli, 1)
     for args in (["ood", "--in", "shapes32", "--out", "textures"], ["probe", "--dataset", "shapes32"],
-                 ["compose", "--attrs", "circle"]):
+                 ["compose", "--attrs", "circle"], ["sample", "--init", "buffer", "--n", "2"]):
         result = cli(*args)
         assert result.code in (1, 2), (args, result.err)
         assert len(result.err.strip().splitlines()) == 1 and "Traceback" not in result.err

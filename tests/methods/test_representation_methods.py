@@ -223,3 +223,14 @@ def test_cebm_mixture_means_travel_with_the_weights() -> None:
 def test_methods_refuse_nets_they_cannot_use(preset: str, net: str) -> None:
     with pytest.raises(SpecError):
         build(preset, SHAPES if "shapes" in preset or preset == "quickstart" else DIGITS, [f"net.name={net}"])
+
+
+@pytest.mark.parametrize(("preset", "info", "override", "words"), [
+    ("cebm-digits", DIGITS, "buffer.policy=fifo", "fixed slots"),
+    ("cebm-digits", DIGITS, "buffer.size=4", "smaller than the batch"),
+    ("ebclr-digits", DIGITS, "buffer.policy=reservoir", "fixed slots"),
+])
+def test_slot_methods_check_their_buffer_before_building(preset: str, info: DataInfo, override: str,
+                                                         words: str) -> None:
+    with pytest.raises(SpecError, match=words):
+        build(preset, info, [*(TINY_CEBM if preset.startswith("cebm") else TINY_ENCODER), override])
