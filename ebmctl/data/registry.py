@@ -177,6 +177,17 @@ _ENTRIES = (
         "needs an account) from https://image-net.org/download-images.php and unzip them into "
         "<data root>/imagenet32/; torchvision cannot download it",
     ),
+    DatasetEntry(
+        "imagenet", "real", "image", (3, 128, 128), ("train", "val"),
+        "ImageNet ILSVRC-2012 from JPEGs in class folders, centre-cropped square and resized; 1000 classes",
+        "ebmctl.data.real.imagenet:build_imagenet", eval_split="val", num_classes=1000, directory="imagenet",
+        split_files={"train": ("train/",), "val": ("train/", "val/")},  # val is labelled by train's folders
+        how_to_get="download ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar (needs an account) from "
+        "https://image-net.org/download-images.php and arrange them as <data root>/imagenet/{train,val}/<wnid>/"
+        "*.JPEG: torchvision's ImageNet class does it (root <data root>/imagenet, with "
+        "ILSVRC2012_devkit_t12.tar.gz beside the tars), or extract them by hand and sort val into class folders "
+        "with the common valprep.sh script; torchvision cannot download it",
+    ),
 )  # fmt: skip
 
 DATASETS: dict[str, DatasetEntry] = {entry.name: entry for entry in _ENTRIES}

@@ -26,6 +26,7 @@ SEEDS = {
     "fashion-mnist": 29,
     "dtd": 47,
     "imagenet32": 32,
+    "imagenet": 1000,
 }
 
 CIFAR10_CLASSES = (
@@ -62,6 +63,9 @@ CELEBA_SIZE = (178, 218)  # width, height of the aligned faces
 CELEBA_PARTITION = (0.6, 0.2)  # fractions of train and valid; the rest is test
 DTD_CLASSES = ("banded", "blotchy", "braided")
 DTD_SIZES = ((300, 240), (240, 320), (256, 256))  # (width, height) by image number, cycled
+IMAGENET_WNIDS = ("n01440764", "n01443537", "n02085620")  # sorted: label = index
+IMAGENET_SIZES = ((160, 120), (100, 150), (128, 128))  # (width, height) by image number, cycled
+IMAGENET_VAL_WNIDS = (IMAGENET_WNIDS[0], IMAGENET_WNIDS[2])  # val lacks the middle class
 MNIST_FOLDERS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
 
 
@@ -278,6 +282,44 @@ def write_imagenet32(root: Path, n_train: int = 20, n_val: int = 10) -> Path:
     return Path(root)
 
 
+def imagenet_image(split: str, wnid: str, number: int) -> np.ndarray:
+    """The uint8 (height, width, 3) image ``number`` (from 0) of class ``wnid`` in ``split`` (``write_imagenet``)."""
+    width, height = IMAGENET_SIZES[number % len(IMAGENET_SIZES)]
+    seed = SEEDS["imagenet"] + 100 * (split == "val") + 10 * IMAGENET_WNIDS.index(wnid) + number
+    return fixture_images(1, height, width, seed)[0]
+
+
+def imagenet_files(split: str, per_class: int) -> list[tuple[str, str, int]]:
+    """(wnid, file name, image number) of each image of ``split``, in the reader's (wnid, name) order."""
+    wnids = IMAGENET_WNIDS if split == "train" else IMAGENET_VAL_WNIDS
+    files = []
+    for c, wnid in enumerate(wnids):
+        for j in range(per_class):
+            name = (
+                f"{wnid}_{j + 1}.JPEG"
+                if split == "train"
+                else f"ILSVRC2012_val_{c * per_class + j + 1:08d}.JPEG"
+            )
+            files.append((wnid, name, j))
+    return files
+
+
+def write_imagenet(root: Path, n_train: int = 3, n_val: int = 2) -> Path:
+    """``imagenet/{train,val}/<wnid>/*.JPEG``, the class-folder layout torchvision's ImageNet class writes.
+
+    ``n_train`` and ``n_val`` images per class, of the varied sizes ``IMAGENET_SIZES``; val holds only
+    ``IMAGENET_VAL_WNIDS``.
+    """
+    folder = Path(root) / "imagenet"
+    for split, per_class in (("train", n_train), ("val", n_val)):
+        for wnid, name, number in imagenet_files(split, per_class):
+            (folder / split / wnid).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(imagenet_image(split, wnid, number)).save(
+                folder / split / wnid / name, "JPEG", quality=95
+            )
+    return Path(root)
+
+
 def write_all(root: Path) -> Path:
     """Every real dataset's fixture under ``root``; returns ``root``."""
     for write in (
@@ -289,6 +331,7 @@ def write_all(root: Path) -> Path:
         write_fashion_mnist,
         write_dtd,
         write_imagenet32,
+        write_imagenet,
     ):
         write(root)
     return Path(root)

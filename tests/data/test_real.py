@@ -19,14 +19,19 @@ from .fixtures import (
     CELEBA_ATTRIBUTES,
     CIFAR10_CLASSES,
     DTD_CLASSES,
+    IMAGENET_VAL_WNIDS,
+    IMAGENET_WNIDS,
     SEEDS,
     celeba_attributes,
     celeba_partition,
     dtd_split,
     fixture_images,
+    imagenet_files,
+    imagenet_image,
     write_all,
     write_celeba,
     write_cifar10,
+    write_imagenet,
     write_imagenet32,
     write_mnist,
     write_svhn,
@@ -136,7 +141,8 @@ def test_checksums_are_verified_by_default(root, name):
 
 
 @pytest.mark.parametrize(
-    "name", ["cifar10", "cifar100", "svhn", "celeba", "mnist", "fashion-mnist", "dtd", "imagenet32"]
+    "name",
+    ["cifar10", "cifar100", "svhn", "celeba", "mnist", "fashion-mnist", "dtd", "imagenet32", "imagenet"],
 )
 def test_missing_dataset_names_directory_and_files(tmp_path, name):
     entry = dataset_entry(name)
@@ -254,3 +260,138 @@ def test_imagenet32_is_never_downloaded(tmp_path):
 def test_present_files_are_read_even_with_download(root):
     ds = load_dataset("mnist", root=root, download=True, split="test")
     assert len(ds) == 10
+
+
+def _square_resized(image: np.ndarray, size: int) -> torch.Tensor:
+    """The largest centred square of ``image`` (H, W, 3) resized to ``size``, as float (3, size, size)."""
+    h, w = image.shape[:2]
+    side = min(h, w)
+    left, top = (w - side) // 2, (h - side) // 2
+    square = Image.fromarray(image).crop((left, top, left + side, top + side))
+    resized = square.resize((size, size), Image.Resampling.BILINEAR)
+    return torch.from_numpy(np.array(resized)).permute(2, 0, 1).float()
+
+
+@pytest.mark.parametrize(("split", "per_class"), [("train", 3), ("val", 2)])
+def test_imagenet_class_folders(root, split, per_class):
+    ds = load_dataset("imagenet", root=root, split=split)
+    files = imagenet_files(split, per_class)
+    assert len(ds) == len(files)
+    assert (
+        ds.info.shape == (3, 128, 128) and ds.info.class_names == IMAGENET_WNIDS and ds.info.num_classes == 3
+    )
+    assert [(p.parent.name, p.name) for p in ds.paths] == [(w, n) for w, n, _ in files]
+    # a label is the index of the wnid among train's sorted class folders, in val too
+    assert ds.labels().tolist() == [IMAGENET_WNIDS.index(w) for w, _, _ in files]
+    if split == "val":
+        assert sorted(set(ds.labels().tolist())) == [IMAGENET_WNIDS.index(w) for w in IMAGENET_VAL_WNIDS]
+    for i, (wnid, _, number) in enumerate(files):
+        x, y = ds[i]
+        assert x.shape == (3, 128, 128) and x.dtype == torch.uint8 and y == IMAGENET_WNIDS.index(wnid)
+        assert (x.float() - _square_resized(imagenet_image(split, wnid, number), 128)).abs().mean() < 3
+    xs, ys = ds.get_batch(torch.tensor([1, 0]))
+    assert xs.shape == (2, 3, 128, 128) and ys.tolist() == [ds[1][1], ds[0][1]]
+
+
+def test_imagenet_at_another_size_and_in_gray(root):
+    ds = load_dataset("imagenet", root=root, image_size=64)
+    assert ds.info.shape == (3, 64, 64) and ds[0][0].shape == (3, 64, 64)
+    wnid, _, number = imagenet_files("train", 3)[1]
+    assert (ds[1][0].float() - _square_resized(imagenet_image("train", wnid, number), 64)).abs().mean() < 3
+    gray = load_dataset("imagenet", root=root, split="val", image_size=32, channels=1)
+    assert gray.get_batch(torch.tensor([0, 3]))[0].shape == (2, 1, 32, 32)
+
+
+@pytest.mark.parametrize("wide", [True, False])
+def test_imagenet_crops_the_centre_square(tmp_path, wide):
+    write_imagenet(tmp_path)
+    pattern = np.zeros((96, 288, 3), np.uint8)  # red bands either side of a blue centre square
+    pattern[:, :96] = pattern[:, 192:] = (255, 0, 0)
+    pattern[:, 96:192] = (0, 0, 255)
+    if not wide:
+        pattern = pattern.transpose(1, 0, 2).copy()  # bands above and below
+    wnid, name, _ = imagenet_files("train", 3)[0]
+    # 4:4:4 and band edges on 8x8 block boundaries: no colour bleeds across them
+    Image.fromarray(pattern).save(
+        tmp_path / "imagenet" / "train" / wnid / name, "JPEG", quality=95, subsampling=0
+    )
+    x, _ = load_dataset("imagenet", root=tmp_path)[0]
+    assert x.shape == (3, 128, 128)
+    assert int(x[2].min()) > 230 and int(x[0].max()) < 25  # blue everywhere, the red bands cropped away
+
+
+def test_imagenet_ignores_hidden_entries_and_other_files(tmp_path):
+    write_imagenet(tmp_path)
+    train = tmp_path / "imagenet" / "train"
+    (train / ".cache").mkdir()
+    (train / IMAGENET_WNIDS[0] / ".DS_Store").write_bytes(b"\x00")
+    (train / IMAGENET_WNIDS[0] / "notes.txt").write_text("not an image")
+    (train / "LOC_synset_mapping.txt").write_text("n01440764 tench")
+    ds = load_dataset("imagenet", root=tmp_path)
+    assert len(ds) == 9 and ds.info.class_names == IMAGENET_WNIDS
+
+
+def test_imagenet_path_table_is_a_sequence(root):
+    paths = load_dataset("imagenet", root=root, split="val").paths
+    assert len(paths) == 4 and paths[-1] == list(paths)[3]
+    assert [p.name for p in paths[1:3]] == [paths[1].name, paths[2].name] and len(paths[1:3]) == 2
+    assert paths[0].is_file() and paths[0].parent.parent.name == "val"
+
+
+def test_imagenet_truncated_image_is_reported_when_read(tmp_path):
+    write_imagenet(tmp_path)
+    ds = load_dataset("imagenet", root=tmp_path, split="val")
+    _truncate(ds.paths[1], 0.5)
+    ds[0]  # the others still read
+    with pytest.raises(DataError, match=ds.paths[1].name) as info:
+        ds[1]
+    assert "\n" not in info.value.message and info.value.hint
+
+
+def test_imagenet_missing_root_or_split(tmp_path):
+    with pytest.raises(DataError) as info:
+        load_dataset("imagenet", root=tmp_path / "nowhere", split="val")
+    assert info.value.message.startswith("imagenet not found") and "\n" not in info.value.message
+    assert "ILSVRC2012_img_train.tar" in info.value.hint and "valprep" in info.value.hint
+    write_imagenet(tmp_path)
+    shutil.rmtree(tmp_path / "imagenet" / "train")
+    with pytest.raises(DataError, match=r"imagenet is incomplete: .* lacks train/"):
+        load_dataset("imagenet", root=tmp_path, split="val")  # val is labelled by train's class folders
+
+
+def _imagenet_error(root: Path, split: str = "train") -> DataError:
+    with pytest.raises(DataError) as info:
+        load_dataset("imagenet", root=root, split=split)
+    assert info.value.message.startswith("imagenet: ") and "\n" not in info.value.message and info.value.hint
+    return info.value
+
+
+def test_imagenet_empty_or_unsorted_splits(tmp_path):
+    write_imagenet(tmp_path)
+    folder = tmp_path / "imagenet"
+    val = folder / "val"
+    for path in sorted(val.rglob("*.JPEG")):
+        path.rename(val / path.name)  # the val tar as extracted: images not yet sorted into class folders
+    for wnid in IMAGENET_VAL_WNIDS:
+        (val / wnid).rmdir()
+    error = _imagenet_error(tmp_path, "val")
+    assert "no class folders" in error.message and "valprep.sh" in error.hint
+    for path in val.iterdir():
+        path.unlink()
+    assert "no class folders" in _imagenet_error(tmp_path, "val").message
+    (val / IMAGENET_WNIDS[1]).mkdir()
+    error = _imagenet_error(tmp_path, "val")
+    assert "no images" in error.message and str(val) in error.message
+    (val / "n99999999").mkdir()
+    assert "n99999999" in _imagenet_error(tmp_path, "val").message
+    shutil.rmtree(folder / "train")
+    (folder / "train").mkdir()
+    for wnid in IMAGENET_WNIDS:
+        (folder / "train" / f"{wnid}.tar").write_bytes(b"")  # the train tar as extracted: one tar per class
+    assert "<wnid>.tar" in _imagenet_error(tmp_path).hint
+
+
+def test_imagenet_is_never_downloaded(tmp_path):
+    with pytest.raises(DataError, match="not found") as info:
+        load_dataset("imagenet", root=tmp_path, download=True)
+    assert "cannot download" in info.value.hint

@@ -10,7 +10,7 @@ from ebmctl.errors import DataError, SpecError
 
 EMBEDDED = ["shapes32", "digits", "textures", "photos", "8gaussians", "rings", "moons", "swissroll",
             "checkerboard", "pinwheel"]  # fmt: skip
-REAL = ["cifar10", "cifar100", "svhn", "celeba", "mnist", "fashion-mnist", "dtd", "imagenet32"]
+REAL = ["cifar10", "cifar100", "svhn", "celeba", "mnist", "fashion-mnist", "dtd", "imagenet32", "imagenet"]
 
 
 def test_every_dataset_is_registered_once():
@@ -35,8 +35,9 @@ def test_entries_are_complete(name):
     assert ("--download" in entry.how_to_get) == entry.downloadable
 
 
-def test_imagenet32_says_it_cannot_be_downloaded():
-    entry = dataset_entry("imagenet32")
+@pytest.mark.parametrize("name", ["imagenet32", "imagenet"])
+def test_imagenet_says_it_cannot_be_downloaded(name):
+    entry = dataset_entry(name)
     assert not entry.downloadable and "cannot download" in entry.how_to_get
 
 

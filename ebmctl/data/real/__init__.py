@@ -1,1 +1,1 @@
-"""Datasets read from a data root: torchvision's classes and an ImageNet 32x32 reader."""
+"""Datasets read from a data root: torchvision's classes and ImageNet readers (32x32 npz batches, class folders)."""
