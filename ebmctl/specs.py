@@ -144,9 +144,24 @@ class SnganSpec(Section):
     ndf: int | None = Field(None, ge=16, le=8192, description="Discriminator width (None: 128 at 32 px, 1024 at 64/128).")
 
 
+class HatNetSpec(Section):
+    name: Literal["hat"] = "hat"
+    ndf: int | None = Field(None, ge=16, le=8192, description="Width of the hat network, the SN-GAN discriminator "
+                            "without spectral norm (None: 128 at 32 px, 1024 at 64/128).")
+
+
+class AutoencoderSpec(Section):
+    name: Literal["autoencoder"] = "autoencoder"
+    nef: int = Field(256, ge=4, le=8192, description="Width of the encoder (the inference net).")
+    ngf: int = Field(256, ge=4, le=8192, description="Width of the decoder (the generator a retrofit Hat EBM uses).")
+    latent_channels: int = Field(1, ge=1, le=64, description="Channels of the image-shaped latent at half the image "
+                                 "side (paper: 16x16x1 for 32 px).")
+    out_scale: float = Field(2.0, gt=0, description="The decoder outputs out_scale * tanh (released code: 2).")
+
+
 NetSpec = Annotated[
     IcdResNetSpec | IgebmResNetSpec | SmallConvSpec | MlpSpec | ClelResNetSpec | CebmConvSpec | ResNetEncoderSpec
-    | SnganSpec,
+    | SnganSpec | HatNetSpec | AutoencoderSpec,
     Field(discriminator="name"),
 ]
 
@@ -330,11 +345,66 @@ class SnganMethodSpec(Section):
     n_dis: int = Field(5, ge=1, le=100, description="Discriminator updates per generator update.")
 
 
+class HatMethodSpec(Section):
+    name: Literal["hat"] = "hat"
+    mode: Literal["refine", "retrofit", "synthesis"] = Field(
+        "refine", description="refine: joint y/z sampling on a frozen GAN generator; retrofit: the same on an "
+        "autoencoder's decoder; synthesis: z fixed, generator trained in tandem from a bank of past samples."
+    )
+    temperature: float = Field(1e-3, gt=0, description="T of U(y, z) = H(G(z) + y) / T.")
+    epsilon: float = Field(1e-4, gt=0, description="Langevin epsilon of the residual image y (step eps^2/2, noise eps).")
+    epsilon_latent: float = Field(5e-3, ge=0, description="Langevin epsilon of the latent z (ignored in synthesis).")
+    max_residual_step: float | None = Field(
+        2.5, gt=0, description="Cap on the L2 norm of each sample's residual gradient step (None: off)."
+    )
+    prior_sigma: float | None = Field(
+        None, gt=0, description="sigma of a Gaussian prior on y, tau = 1/(2 sigma^2) added to the energy (None: off)."
+    )
+    data_noise: float = Field(1e-3, ge=0, description="Std of the Gaussian noise added to data images.")
+    latent_scale: float = Field(1.0, gt=0, description="Chains start at z = latent_scale * N(0, I), y = 0.")
+    generator_lr: float = Field(1e-4, gt=0, description="Adam learning rate of the generator (synthesis).")
+    generator_betas: tuple[float, float] = Field((0.9, 0.999), description="Adam betas of the generator (synthesis).")
+    generator_loss_factor: float = Field(1000.0, gt=0, description="Scale of the generator's MSE loss (synthesis).")
+    bank_size: int = Field(10_000, ge=1, description="Pairs (z, sample) in the synthesis bank.")
+
+
+class AeMethodSpec(Section):
+    name: Literal["ae"] = "ae"
+    loss_factor: float = Field(1000.0, gt=0, description="Scale of the reconstruction MSE.")
+    latent_noise: float = Field(0.02, ge=0, description="Std of the Gaussian noise added to latents before decoding.")
+
+
 MethodSpec = Annotated[
     IgebmMethodSpec | IcdMethodSpec | ClelMethodSpec | CebmMethodSpec | EbclrMethodSpec | SimclrMethodSpec
-    | SnganMethodSpec,
+    | SnganMethodSpec | HatMethodSpec | AeMethodSpec,
     Field(discriminator="name"),
 ]
+
+
+class GeneratorSpec(Section):
+    """The architecture of a Hat EBM's generator (the output size and channels are the data's)."""
+
+    kind: Literal["sngan", "image_latent"] = Field(
+        "sngan", description="sngan: the SN-GAN ResNet generator on a latent vector; image_latent: the autoencoder "
+        "decoder on an image-shaped latent at half the image side."
+    )
+    nz: int = Field(128, ge=1, le=4096, description="Latent dimension (sngan).")
+    latent_channels: int = Field(1, ge=1, le=64, description="Latent channels (image_latent).")
+    ngf: int | None = Field(None, ge=4, le=8192, description="Generator width (None: the SN-GAN default).")
+    out_scale: float = Field(1.0, gt=0, description="The generator outputs out_scale * tanh.")
+
+
+class HatSpec(Section):
+    """The generator a Hat EBM stands on."""
+
+    generator: str | None = Field(
+        None, description="refine/retrofit: the generator to build on: a run directory (sngan or ae run), "
+        "latest:PRESET (the newest completed run of that preset) or a generator .safetensors file."
+    )
+    generator_net: GeneratorSpec = Field(
+        default_factory=GeneratorSpec, description="Generator architecture: read from hat.generator for "
+        "refine/retrofit, the generator trained from scratch in synthesis."
+    )
 
 
 def _expand_name(value: Any) -> Any:
@@ -356,6 +426,7 @@ class RunSpec(Section):
     train: TrainSpec = Field(default_factory=TrainSpec)
     sample: SampleSpec = Field(default_factory=SampleSpec)
     eval: EvalSpec = Field(default_factory=EvalSpec)
+    hat: HatSpec = Field(default_factory=HatSpec, description="Hat EBM: the generator it stands on.")
 
     @model_validator(mode="before")
     @classmethod
@@ -416,6 +487,18 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
         "net": {"name": "sngan"},
         "train": {"batch_size": 64, "lr": 2e-4, "optimizer": "adam", "betas": (0.0, 0.9), "grad_clip": None,
                   "ema": None},
+    },
+    "hat": {
+        "net": {"name": "hat"},
+        "sampler": {"steps": 250, "pixel_clamp": None},
+        "train": {"steps": 20_000, "batch_size": 128, "lr": 1e-5, "optimizer": "adam", "betas": (0.9, 0.999),
+                  "grad_clip": None, "ema": None},
+        "sample": {"steps": 250, "aug_every": 0, "plain_steps": 0},
+    },
+    "ae": {
+        "net": {"name": "autoencoder"},
+        "train": {"steps": 49_900, "batch_size": 128, "lr": 1e-4, "optimizer": "adam", "betas": (0.9, 0.999),
+                  "grad_clip": None, "ema": None},
     },
     "simclr": {
         "net": {"name": "resnet18", "batch_norm": True, "activation": "relu", "hidden": 512},

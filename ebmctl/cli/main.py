@@ -15,6 +15,7 @@ from ebmctl.cli import compose as compose_cmd
 from ebmctl.cli import ood as ood_cmd
 from ebmctl.cli import presets as presets_cmd
 from ebmctl.cli import probe as probe_cmd
+from ebmctl.cli import refine as refine_cmd
 from ebmctl.cli import sample as sample_cmd
 from ebmctl.cli import train as train_cmd
 from ebmctl.cli.common import GlobalOptions, examples
@@ -24,12 +25,13 @@ from ebmctl.errors import EbmctlError
 app = typer.Typer(
     name="ebmctl",
     help="Train, sample, compose, probe and evaluate energy-based models of images (IGEBM, ICD, CLEL, CEBM, "
-    "EBCLR).",
+    "EBCLR, Hat EBM).",
     epilog=examples(
         "ebmctl train --preset quickstart",
         "ebmctl sample",
         "ebmctl ood --in shapes32 --out textures",
         "ebmctl probe --dataset digits",
+        "ebmctl refine",
         "ebmctl --json ood --in cifar10 --out svhn",
         "ebmctl presets list",
     ),
@@ -85,6 +87,7 @@ app.command("sample", help=sample_cmd.HELP, epilog=sample_cmd.EPILOG)(sample_cmd
 app.command("compose", help=compose_cmd.HELP, epilog=compose_cmd.EPILOG)(compose_cmd.compose)
 app.command("ood", help=ood_cmd.HELP, epilog=ood_cmd.EPILOG)(ood_cmd.ood)
 app.command("probe", help=probe_cmd.HELP, epilog=probe_cmd.EPILOG)(probe_cmd.probe)
+app.command("refine", help=refine_cmd.HELP, epilog=refine_cmd.EPILOG)(refine_cmd.refine)
 app.add_typer(presets_cmd.app, name="presets")
 
 

@@ -2,8 +2,8 @@
 
 A method is built from plain arguments (the service turns a spec into them). It owns its energy, its
 training step and its state; commands ask it for capabilities: ``sample`` (sample), ``ood_scores`` (ood),
-``representation`` (probe), ``conditional_energy`` (compose), ``generator`` (refine). ``CAPABILITIES``
-names the ones a method has.
+``representation`` (probe), ``conditional_energy`` (compose), ``refine`` (refine), ``generator`` (a generator a Hat EBM can
+stand on). ``CAPABILITIES`` names the ones a method has.
 """
 
 from __future__ import annotations

@@ -92,8 +92,20 @@ class EnergyModel:
 
     def step(self, loss: Tensor) -> float:
         """Backpropagate ``loss``, clip, take an optimiser step, update the EMA; return the gradient norm."""
-        self.optimizer.zero_grad(set_to_none=True)
+        self.zero_grad()
         loss.backward()
+        return self.update()
+
+    def zero_grad(self) -> None:
+        """Clear the gradients of the optimiser's parameters (set them to None)."""
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def update(self) -> float:
+        """Clip the gradients already accumulated, take an optimiser step and update the EMA.
+
+        :meth:`step` without the backward pass: models sharing one loss zero their gradients, call
+        ``loss.backward()`` once, then ``update()`` each. Returns the gradient norm before clipping.
+        """
         params = [p for p in self.net.parameters() if p.grad is not None]
         if self.grad_clip is not None:
             norm = torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
@@ -229,3 +241,52 @@ class ModelState:
 
     def load_state(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
         self.model.load_state(tensors, meta)
+
+
+class GeneratorPair:
+    """A method that trains a generator beside a second net (SN-GAN's discriminator, the autoencoder's encoder):
+    ``net`` is the generator, and every tensor is saved under the name of its model (``models``)."""
+
+    generator: EnergyModel
+    device: torch.device
+
+    def models(self) -> dict[str, EnergyModel]:
+        raise NotImplementedError
+
+    def to_images(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def sample(self, n: int, *, ema: bool = True, callback: Callable[[int, Tensor], None] | None = None,
+               **_: Any) -> Tensor:
+        """``n`` images G(z), z ~ N(0, I), in [0, 1]; the Langevin settings a command passes do not apply."""
+        net = self.generator.eval_net(ema)
+        with torch.no_grad():
+            x = self.to_images(net(net.sample_latent(n, device=self.device)))
+        if callback is not None:
+            callback(0, x)
+        return x
+
+    @property
+    def net(self) -> nn.Module:
+        return self.generator.net
+
+    @property
+    def has_ema(self) -> bool:
+        return self.generator.ema_net is not None
+
+    def weight_tensors(self) -> dict[str, Tensor]:
+        return {k: v for name, m in self.models().items() for k, v in prefixed(f"{name}.", m.weight_tensors()).items()}
+
+    def load_weights(self, tensors: dict[str, Tensor]) -> None:
+        for name, m in self.models().items():
+            m.load_weights(unprefixed(f"{name}.", tensors))
+
+    def state_tensors(self) -> dict[str, Tensor]:
+        return {k: v for name, m in self.models().items() for k, v in prefixed(f"{name}.", m.state_tensors()).items()}
+
+    def state_meta(self) -> dict[str, Any]:
+        return {name: m.state_meta() for name, m in self.models().items()}
+
+    def load_state(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+        for name, m in self.models().items():
+            m.load_state(unprefixed(f"{name}.", tensors), meta[name])

@@ -12,15 +12,11 @@ Adam; images are in [-1, 1] inside the method. Sampling draws G(z), z ~ N(0, I).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from ebmctl.methods.parts import EnergyModel, PixelRange
-from ebmctl.methods.state import prefixed, unprefixed
+from ebmctl.methods.parts import EnergyModel, GeneratorPair, PixelRange
 
 
 def hinge_discriminator_loss(d_real: Tensor, d_fake: Tensor) -> Tensor:
@@ -33,7 +29,7 @@ def hinge_generator_loss(d_fake: Tensor) -> Tensor:
     return -d_fake.mean()
 
 
-class Sngan(PixelRange):
+class Sngan(PixelRange, GeneratorPair):
     name = "sngan"
     CAPABILITIES: tuple[str, ...] = ("sample", "generator")
     pixel_range = (-1.0, 1.0)
@@ -46,14 +42,6 @@ class Sngan(PixelRange):
         self.device = torch.device(device)
         self.chains = None
         self.last_negatives: Tensor | None = None
-
-    @property
-    def net(self) -> nn.Module:
-        return self.generator.net
-
-    @property
-    def has_ema(self) -> bool:
-        return self.generator.ema_net is not None
 
     def _fake(self, n: int) -> Tensor:
         return self.generator.net(self.generator.net.sample_latent(n, device=self.device))
@@ -81,33 +69,7 @@ class Sngan(PixelRange):
             self.last_negatives = self.to_images(fake.detach())
         return metrics
 
-    def sample(self, n: int, *, ema: bool = True, callback: Callable[[int, Tensor], None] | None = None,
-               **_: Any) -> Tensor:
-        """``n`` images G(z) in [0, 1]; the Langevin settings a command passes do not apply."""
-        net = self.generator.eval_net(ema)
-        with torch.no_grad():
-            x = self.to_images(net(net.sample_latent(n, device=self.device)))
-        if callback is not None:
-            callback(0, x)
-        return x
-
     # ------------------------------------------------------------------ state
 
-    def weight_tensors(self) -> dict[str, Tensor]:
-        return {**prefixed("generator.", self.generator.weight_tensors()),
-                **prefixed("discriminator.", self.discriminator.weight_tensors())}
-
-    def load_weights(self, tensors: dict[str, Tensor]) -> None:
-        self.generator.load_weights(unprefixed("generator.", tensors))
-        self.discriminator.load_weights(unprefixed("discriminator.", tensors))
-
-    def state_tensors(self) -> dict[str, Tensor]:
-        return {**prefixed("generator.", self.generator.state_tensors()),
-                **prefixed("discriminator.", self.discriminator.state_tensors())}
-
-    def state_meta(self) -> dict[str, Any]:
-        return {"generator": self.generator.state_meta(), "discriminator": self.discriminator.state_meta()}
-
-    def load_state(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
-        self.generator.load_state(unprefixed("generator.", tensors), meta["generator"])
-        self.discriminator.load_state(unprefixed("discriminator.", tensors), meta["discriminator"])
+    def models(self) -> dict[str, EnergyModel]:
+        return {"generator": self.generator, "discriminator": self.discriminator}

@@ -2,7 +2,10 @@
 
 Image sizes 32, 64 and 128 are supported. The discriminator with ``spectral_norm=False`` is the "hat
 network" of Hat EBM (Hill et al. 2022); ``ImageLatentGenerator`` is that paper's retrofit decoder, which
-maps an image-shaped latent (B, 1, 16, 16) to a 32 px image.
+maps an image-shaped latent (B, 1, 16, 16) to a 32 px image, and ``SphereEncoder`` is the matching
+inference net of its autoencoder, whose latents lie on the sphere of radius sqrt(m) (m latent entries).
+Both generators take ``out_scale``, the factor on their final tanh (Hat EBM uses 2 so that a generator
+can reach beyond [-1, 1]).
 
 Initialisation follows Mimicry: Xavier-uniform weights with gain sqrt(2) for the two 3x3 convs of every
 residual branch and gain 1 for the shortcut convs, the generator's input linear and output conv and the
@@ -106,17 +109,23 @@ class DBlock(nn.Module):
 
 
 class DBlockOptimized(nn.Module):
-    """First discriminator block (no leading ReLU): ``conv3x3-ReLU-conv3x3-avgpool`` plus ``avgpool-conv1x1``."""
+    """First discriminator block (no leading ReLU): ``conv3x3-ReLU-conv3x3-avgpool`` plus ``avgpool-conv1x1``.
 
-    def __init__(self, in_ch: int, out_ch: int, spectral_norm: bool = True) -> None:
+    With ``downsample=False`` both average pools are left out (the stem of :class:`SphereEncoder`).
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, spectral_norm: bool = True, downsample: bool = True) -> None:
         super().__init__()
+        self.downsample = downsample
         self.conv1 = _init(nn.Conv2d(in_ch, out_ch, 3, padding=1), _RESIDUAL_GAIN, spectral_norm)
         self.conv2 = _init(nn.Conv2d(out_ch, out_ch, 3, padding=1), _RESIDUAL_GAIN, spectral_norm)
         self.shortcut = _init(nn.Conv2d(in_ch, out_ch, 1), 1.0, spectral_norm)
 
     def forward(self, x: Tensor) -> Tensor:
-        h = F.avg_pool2d(self.conv2(F.relu(self.conv1(x))), 2)
-        return h + self.shortcut(F.avg_pool2d(x, 2))
+        h = self.conv2(F.relu(self.conv1(x)))
+        if not self.downsample:
+            return h + self.shortcut(x)
+        return F.avg_pool2d(h, 2) + self.shortcut(F.avg_pool2d(x, 2))
 
 
 class _FreezableBatchNorm(nn.Module):
@@ -144,11 +153,11 @@ class _FreezableBatchNorm(nn.Module):
 
 
 class SnganGenerator(_FreezableBatchNorm):
-    """SN-GAN ResNet generator: z (B, nz) -> image (B, out_channels, S, S) in [-1, 1].
+    """SN-GAN ResNet generator: z (B, nz) -> image (B, out_channels, S, S) in [-out_scale, out_scale].
 
-    ``Linear(nz, bottom_width^2 * c0)`` -> upsampling GenBlocks -> BN -> ReLU -> conv3x3 -> tanh. At 32 px
-    there are three ngf->ngf blocks (ngf 256 by default); at 64 and 128 px the width halves per block
-    from ngf (default 1024) down to ngf/16, with an extra ngf->ngf block first at 128 px.
+    ``Linear(nz, bottom_width^2 * c0)`` -> upsampling GenBlocks -> BN -> ReLU -> conv3x3 -> out_scale * tanh.
+    At 32 px there are three ngf->ngf blocks (ngf 256 by default); at 64 and 128 px the width halves per
+    block from ngf (default 1024) down to ngf/16, with an extra ngf->ngf block first at 128 px.
     """
 
     def __init__(
@@ -158,11 +167,13 @@ class SnganGenerator(_FreezableBatchNorm):
         ngf: int | None = None,
         out_channels: int = 3,
         bottom_width: int = 4,
+        out_scale: float = 1.0,
     ) -> None:
         super().__init__()
         _check_image_size(image_size)
         self.image_size = image_size
         self.nz = nz
+        self.out_scale = float(out_scale)
         self.bottom_width = bottom_width
         if image_size == 32:
             self.ngf = 256 if ngf is None else ngf
@@ -189,7 +200,7 @@ class SnganGenerator(_FreezableBatchNorm):
     def forward(self, z: Tensor) -> Tensor:
         h = self.linear(z).view(z.shape[0], self.base_channels, self.bottom_width, self.bottom_width)
         h = F.relu(self.bn(self.blocks(h)))
-        return torch.tanh(self.conv_out(h))
+        return self.out_scale * torch.tanh(self.conv_out(h))
 
 
 class ImageLatentGenerator(_FreezableBatchNorm):
@@ -197,14 +208,19 @@ class ImageLatentGenerator(_FreezableBatchNorm):
 
     The 32 px SN-GAN generator with the input linear replaced by a conv3x3 (latent channels -> ngf) at the
     latent's resolution: two GenBlocks without upsampling, one upsampling GenBlock, then BN, ReLU,
-    conv3x3 and tanh. The default (1, 16, 16) latent gives 32 px images.
+    conv3x3 and ``out_scale * tanh``. The default (1, 16, 16) latent gives 32 px images.
     """
 
     def __init__(
-        self, latent_shape: tuple[int, int, int] = (1, 16, 16), ngf: int = 256, out_channels: int = 3
+        self,
+        latent_shape: tuple[int, int, int] = (1, 16, 16),
+        ngf: int = 256,
+        out_channels: int = 3,
+        out_scale: float = 1.0,
     ) -> None:
         super().__init__()
         self.latent_shape = tuple(latent_shape)
+        self.out_scale = float(out_scale)
         self.image_size = 2 * latent_shape[-1]
         self.conv_in = _init(nn.Conv2d(latent_shape[0], ngf, 3, padding=1), 1.0)
         self.blocks = nn.Sequential(GenBlock(ngf, ngf), GenBlock(ngf, ngf), GenBlock(ngf, ngf, upsample=True))
@@ -222,7 +238,43 @@ class ImageLatentGenerator(_FreezableBatchNorm):
             expected = ", ".join(map(str, self.latent_shape))
             raise ValueError(f"z must have shape (B, {expected}), got {tuple(z.shape)}")
         h = F.relu(self.bn(self.blocks(self.conv_in(z))))
-        return torch.tanh(self.conv_out(h))
+        return self.out_scale * torch.tanh(self.conv_out(h))
+
+
+class SphereEncoder(nn.Module):
+    """Hat EBM's autoencoder inference net: image (B, C, S, S) -> latent (B, latent_channels, S/2, S/2).
+
+    A non-downsampling stem block (``conv3x3-ReLU-conv3x3`` plus a conv1x1 shortcut), one downsampling and
+    two plain DBlocks at width ``nef``, all without spectral norm, then ReLU and conv3x3 to
+    ``latent_channels``. The output is projected per sample onto the sphere of radius sqrt(m), m the
+    number of latent entries. ``image_size`` must be even and at least 8.
+    """
+
+    def __init__(self, image_size: int, nef: int = 256, in_channels: int = 3, latent_channels: int = 1) -> None:
+        super().__init__()
+        if image_size < 8 or image_size % 2:
+            raise ValueError(f"image_size must be even and at least 8, got {image_size!r}")
+        self.image_size = image_size
+        self.nef = nef
+        side = image_size // 2
+        self.latent_shape = (latent_channels, side, side)
+        self.blocks = nn.Sequential(
+            DBlockOptimized(in_channels, nef, spectral_norm=False, downsample=False),
+            DBlock(nef, nef, downsample=True, spectral_norm=False),
+            DBlock(nef, nef, spectral_norm=False),
+            DBlock(nef, nef, spectral_norm=False),
+        )
+        self.conv_out = _init(nn.Conv2d(nef, latent_channels, 3, padding=1), 1.0)
+
+    @staticmethod
+    def project(x: Tensor, eps: float = 1e-6) -> Tensor:
+        """Scale each sample to L2 norm sqrt(m) over its m entries: ``x * sqrt(m) / (||x|| + eps)``."""
+        flat = x.flatten(1)
+        scale = math.sqrt(flat.shape[1]) / (flat.norm(dim=1) + eps)
+        return x * scale.view(-1, *([1] * (x.dim() - 1)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.project(self.conv_out(F.relu(self.blocks(x))))
 
 
 class SnganDiscriminator(nn.Module):
@@ -287,4 +339,5 @@ __all__ = [
     "ImageLatentGenerator",
     "SnganDiscriminator",
     "SnganGenerator",
+    "SphereEncoder",
 ]

@@ -12,23 +12,37 @@ from ebmctl.data import DataInfo, EbmDataset, load_dataset
 from ebmctl.data.views import AttributeLabels, find_attribute
 from ebmctl.errors import CheckpointError, DeviceError, SpecError
 from ebmctl.methods import METHODS, PersistentChainEbm
+from ebmctl.methods.ae import Autoencoder
 from ebmctl.methods.base import ChainSource
 from ebmctl.methods.clel import Clel
 from ebmctl.methods.ebclr import Ebclr
+from ebmctl.methods.hat import Hat
 from ebmctl.methods.parts import EnergyModel
 from ebmctl.methods.simclr import Simclr
 from ebmctl.methods.sngan import Sngan
 from ebmctl.nets import build_net
 from ebmctl.nets.encoders import ENCODERS
-from ebmctl.nets.sngan import IMAGE_SIZES, SnganDiscriminator, SnganGenerator
+from ebmctl.nets.sngan import (
+    IMAGE_SIZES,
+    ImageLatentGenerator,
+    SnganDiscriminator,
+    SnganGenerator,
+    SphereEncoder,
+)
 from ebmctl.samplers.buffers import SlotBuffer, make_buffer
+from ebmctl.samplers.hat import HatLangevinParams
 from ebmctl.samplers.langevin import LangevinParams
 from ebmctl.samplers.transitions import AUGMENTATIONS, Transition
 from ebmctl.specs import (
+    AeMethodSpec,
+    AutoencoderSpec,
     ClelMethodSpec,
     ClelResNetSpec,
     DataSpec,
     EbclrMethodSpec,
+    GeneratorSpec,
+    HatMethodSpec,
+    HatNetSpec,
     ResNetEncoderSpec,
     RunSpec,
     SimclrMethodSpec,
@@ -130,20 +144,28 @@ def augmentation(spec: RunSpec, shape: tuple[int, ...]) -> Transition:
 ENCODER_METHODS = ("ebclr", "simclr")
 SLOT_METHODS = ("clel", "cebm", "ebclr")
 # The net each method needs (igebm and icd take any energy net).
-METHOD_NET = {"clel": "clel_resnet", "cebm": "cebm_conv", "sngan": "sngan", "ebclr": "resnet18", "simclr": "resnet18"}
+METHOD_NET = {"clel": "clel_resnet", "cebm": "cebm_conv", "sngan": "sngan", "ebclr": "resnet18", "simclr": "resnet18",
+              "hat": "hat", "ae": "autoencoder"}
 # Nets that are not plain energy nets, and why no other method can use them.
 RESERVED_NETS = {"resnet18": "is an encoder", "sngan": "is a generator and a discriminator",
-                 "cebm_conv": "carries CEBM's conjugate bias"}
+                 "cebm_conv": "carries CEBM's conjugate bias", "hat": "stands on a generator",
+                 "autoencoder": "is an encoder and a decoder"}
 
 
 def build_method(spec: RunSpec, info: DataInfo, device: torch.device) -> Any:
     """The method of ``spec`` for data shaped like ``info``, on ``device``."""
     _check_net(spec)
     _check_slots(spec)
+    if spec.method.name != "hat" and spec.hat.generator is not None:
+        raise SpecError("hat.generator is for hat runs", f"drop --set hat.generator for a {spec.method.name} run")
     if spec.method.name in ENCODER_METHODS:
         return _build_encoder_method(spec, info, device)
     if spec.method.name == "sngan":
         return _build_sngan(spec, info, device)
+    if spec.method.name == "hat":
+        return _build_hat(spec, info, device)
+    if spec.method.name == "ae":
+        return _build_ae(spec, info, device)
     kwargs = net_kwargs(spec, info)
     condition = condition_of(spec)
     if condition is not None:
@@ -250,15 +272,88 @@ def _build_sngan(spec: RunSpec, info: DataInfo, device: torch.device) -> Any:
     """SN-GAN: the ResNet generator and the spectrally normalised discriminator at the data's size."""
     net_spec, tr, m = spec.net, spec.train, spec.method
     assert isinstance(net_spec, SnganSpec) and isinstance(m, SnganMethodSpec)
-    size = info.shape[-1]
-    if info.kind != "image" or size not in IMAGE_SIZES or info.shape[-2] != size:
-        raise SpecError(f"sngan models square images of {', '.join(map(str, IMAGE_SIZES))} px; {info.name} is "
-                        f"{'x'.join(map(str, info.shape))}", "set data.image_size to 32, 64 or 128")
+    size = _check_square("sngan", info, IMAGE_SIZES)
     gen = SnganGenerator(size, nz=net_spec.nz, ngf=net_spec.ngf, out_channels=info.shape[0]).to(device)
     disc = SnganDiscriminator(size, ndf=net_spec.ndf, in_channels=info.shape[0]).to(device)
-    kwargs = {"lr": tr.lr, "betas": tr.betas, "grad_clip": tr.grad_clip, "optimizer": tr.optimizer,
-              "momentum": tr.momentum, "weight_decay": tr.weight_decay}
+    kwargs = _optim_kwargs(spec)
     return Sngan(EnergyModel(gen, ema=tr.ema, **kwargs), EnergyModel(disc, **kwargs), n_dis=m.n_dis, device=device)
+
+
+def _check_square(method: str, info: DataInfo, sizes: tuple[int, ...]) -> int:
+    """The side of square images of one of ``sizes`` px, else a one-line error."""
+    size = info.shape[-1]
+    if info.kind != "image" or size not in sizes or info.shape[-2] != size:
+        raise SpecError(f"{method} models square images of {', '.join(map(str, sizes))} px; {info.name} is "
+                        f"{'x'.join(map(str, info.shape))}", f"set data.image_size to {', '.join(map(str, sizes[:-1]))} or {sizes[-1]}")
+    return size
+
+
+def _optim_kwargs(spec: RunSpec) -> dict[str, Any]:
+    tr = spec.train
+    return {"lr": tr.lr, "betas": tr.betas, "grad_clip": tr.grad_clip, "optimizer": tr.optimizer,
+            "momentum": tr.momentum, "weight_decay": tr.weight_decay}
+
+
+def build_generator(arch: GeneratorSpec, image_size: int, channels: int) -> torch.nn.Module:
+    """The generator ``arch`` describes, for images of ``channels`` x ``image_size``^2."""
+    if arch.kind == "sngan":
+        return SnganGenerator(image_size, nz=arch.nz, ngf=arch.ngf, out_channels=channels, out_scale=arch.out_scale)
+    if image_size % 2:
+        raise SpecError(f"an image-shaped latent needs an even image side, not {image_size}", "set data.image_size")
+    latent = (arch.latent_channels, image_size // 2, image_size // 2)
+    return ImageLatentGenerator(latent, ngf=arch.ngf or 256, out_channels=channels, out_scale=arch.out_scale)
+
+
+def _build_hat(spec: RunSpec, info: DataInfo, device: torch.device) -> Hat:
+    """Hat EBM: the hat network (SN-GAN discriminator without spectral norm) on a generator."""
+    net_spec, m, tr = spec.net, spec.method, spec.train
+    assert isinstance(net_spec, HatNetSpec) and isinstance(m, HatMethodSpec)
+    size = _check_square("hat", info, IMAGE_SIZES)
+    if m.mode != "synthesis" and spec.hat.generator is None:
+        raise SpecError(f"a {m.mode} Hat EBM needs a generator to stand on",
+                        "set hat.generator to an sngan/ae run, latest:PRESET or a generator file "
+                        "(e.g. --set hat.generator=latest:sngan-shapes)")
+    if m.mode == "synthesis" and spec.hat.generator is not None:
+        raise SpecError("a synthesis Hat EBM trains its own generator from scratch",
+                        "drop hat.generator, or use method.mode=refine or retrofit to build on a trained one")
+    if tr.ema is not None:
+        raise SpecError("hat runs evaluate the trained hat network itself", "leave train.ema unset (none)")
+    hat_net = SnganDiscriminator(size, ndf=net_spec.ndf, in_channels=info.shape[0], spectral_norm=False).to(device)
+    gen = build_generator(spec.hat.generator_net, size, info.shape[0]).to(device)
+    model = EnergyModel(hat_net, **_optim_kwargs(spec))
+    generator_model = None
+    if m.mode == "synthesis":
+        if m.bank_size < tr.batch_size:
+            raise SpecError(f"method.bank_size {m.bank_size} is smaller than the batch {tr.batch_size}",
+                            "raise method.bank_size or lower train.batch_size")
+        generator_model = EnergyModel(gen, lr=m.generator_lr, betas=m.generator_betas)
+    sampler = HatLangevinParams(
+        steps=spec.sampler.steps, epsilon=m.epsilon,
+        epsilon_latent=0.0 if m.mode == "synthesis" else m.epsilon_latent, temperature=m.temperature,
+        max_residual_step=m.max_residual_step,
+        prior_tau=0.0 if m.prior_sigma is None else 1.0 / (2.0 * m.prior_sigma**2),
+    )
+    return Hat(model, gen, mode=m.mode, sampler=sampler, data_noise=m.data_noise, latent_scale=m.latent_scale,
+               generator_model=generator_model, generator_loss_factor=m.generator_loss_factor,
+               bank_size=m.bank_size, device=device)
+
+
+def _build_ae(spec: RunSpec, info: DataInfo, device: torch.device) -> Autoencoder:
+    """The autoencoder with spherical image-shaped latents whose decoder a retrofit Hat EBM uses."""
+    net_spec, m = spec.net, spec.method
+    assert isinstance(net_spec, AutoencoderSpec) and isinstance(m, AeMethodSpec)
+    size = info.shape[-1]
+    if info.kind != "image" or size % 2 or size < 8 or info.shape[-2] != size:
+        raise SpecError(f"ae models square images with an even side of at least 8 px; {info.name} is "
+                        f"{'x'.join(map(str, info.shape))}", "set data.image_size, e.g. 32")
+    enc = SphereEncoder(size, nef=net_spec.nef, in_channels=info.shape[0],
+                        latent_channels=net_spec.latent_channels).to(device)
+    arch = GeneratorSpec(kind="image_latent", latent_channels=net_spec.latent_channels, ngf=net_spec.ngf,
+                         out_scale=net_spec.out_scale)
+    gen = build_generator(arch, size, info.shape[0]).to(device)
+    kwargs = _optim_kwargs(spec)
+    return Autoencoder(EnergyModel(enc, **kwargs), EnergyModel(gen, ema=spec.train.ema, **kwargs),
+                       loss_factor=m.loss_factor, latent_noise=m.latent_noise, device=device)
 
 
 def _points_range(spec: RunSpec) -> tuple[float, float]:

@@ -39,6 +39,18 @@ def chain_strip_png(snapshots: list[Tensor], chains: int = 8, upscale: int = 2) 
     return image_grid_png(frames.flatten(0, 1), nrow=len(snapshots), upscale=upscale)
 
 
+def hat_chains_png(frames: list[tuple[Tensor, Tensor]], to_images: Any, magnify: float = 5.0,
+                   upscale: int = 2) -> bytes:
+    """Hat EBM chains as the paper's Figure 3: per chain three rows, x = G(z) + y, G(z), and y magnified
+    ``magnify`` times around grey; columns = successive snapshots. Frames hold (G(z), y) in the model's range."""
+    rows = []
+    for g, y in frames:
+        residual = (0.5 + magnify * (to_images(y) - to_images(torch.zeros_like(y)))).clamp(0, 1)
+        rows.append(torch.stack([to_images(g + y), to_images(g), residual], dim=1))  # (chains, 3, C, H, W)
+    grid = torch.stack(rows, dim=2)  # (chains, 3, T, C, H, W)
+    return image_grid_png(grid.flatten(0, 2), nrow=len(frames), upscale=upscale)
+
+
 def _figure_png(fig: Any) -> bytes:
     import matplotlib.pyplot as plt
 

@@ -81,6 +81,10 @@ def _settings(run: LoadedRun, opts: SampleOptions) -> dict[str, Any]:
         raise UsageError(f"unknown --init {s['init']!r}", "use noise or buffer")
     if s["plain_steps"] > s["steps"]:
         s["plain_steps"] = s["steps"]
+    if run.spec.method.name == "hat":  # its own joint sampler: the run's epsilons, not step size and noise
+        method = run.spec.method
+        s.update(step_size=None, noise=None, epsilon=getattr(method, "epsilon", None),
+                 epsilon_latent=getattr(method, "epsilon_latent", None))
     return s
 
 

@@ -39,6 +39,7 @@ from ebmctl.services.build import (
     dataset_from,
     resolve_device,
 )
+from ebmctl.services.generators import GENERATOR_CKPT, GeneratorSource, generator_file, resolve_generator
 from ebmctl.services.pictures import samples_png, training_curves_png
 from ebmctl.services.reporting import NullReporter, Reporter
 from ebmctl.specs import RunSpec, deep_merge, spec_to_json, validate_spec
@@ -167,7 +168,11 @@ class Trainer:
         save_tensors(self.run_dir / STATE_CKPT, tensors, meta)
         model_meta = {"kind": "model", "format": 1, "step": self.step, "spec": self.spec_doc, "method": self.spec.method.name,
                       "data": info_doc(self.info), "ebmctl": __version__}
-        save_tensors(self.run_dir / MODEL_CKPT, self.method.weight_tensors(), model_meta)
+        weights = self.method.weight_tensors()
+        save_tensors(self.run_dir / MODEL_CKPT, weights, model_meta)
+        generator = generator_file(self.spec, weights, self.info.shape, self.step)
+        if generator is not None:
+            save_tensors(self.run_dir / GENERATOR_CKPT, *generator)
         update_run_json(self.run_dir, step=self.step)
         self.write_curves()
 
@@ -244,7 +249,8 @@ class Trainer:
         update_run_json(self.run_dir, status="completed", step=self.step)
         last = read_metrics(self.run_dir)
         final = {k: v for k, v in (last[-1] if last else {}).items() if k != "step"}
-        verb = "sample" if "sample" in self.method.CAPABILITIES else "probe"
+        caps = self.method.CAPABILITIES
+        verb = "refine" if "refine" in caps else "sample" if "sample" in caps else "probe"
         return TrainResult(self.run_dir, "completed", self.step, tr.steps, time.perf_counter() - started, final,
                            next_command=f"ebmctl {verb} --run {self.run_dir}")
 
@@ -269,12 +275,19 @@ def train(
     reporter = reporter or NullReporter()
     torch_device = resolve_device(device)
     seed_everything(spec.seed)
+    source = None
+    if _stands_on_generator(spec):
+        source = _generator_source(spec.hat.generator, runs_root)
+        spec = spec.model_copy(update={"hat": spec.hat.model_copy(update={"generator_net": source.arch})})
     # Build everything (data, net) before the run directory exists: a bad spec leaves nothing behind.
     trainer = Trainer(spec, device=torch_device, cli_data_root=cli_data_root, reporter=reporter)
+    if source is not None:
+        _install_generator(trainer, source)
     run_dir = new_run_dir(runs_root, spec.preset or spec.method.name)
     trainer.run_dir = run_dir
     write_json(run_dir / SPEC_JSON, trainer.spec_doc)
-    start_run_json(run_dir, preset=spec.preset, method=spec.method.name, device=str(torch_device), parents=[])
+    parents = [str(source.origin)] if source is not None else []
+    start_run_json(run_dir, preset=spec.preset, method=spec.method.name, device=str(torch_device), parents=parents)
     reporter.info(f"run {run_dir} ({spec.method.name}, {spec.net.name}, {trainer.info.name}, {torch_device})")
     return _run_guarded(trainer)
 
@@ -302,10 +315,39 @@ def resume(
         trainer.restore()
     else:
         truncate_metrics(run_dir, 0)
+        if _stands_on_generator(spec):  # killed before its first checkpoint: read the generator again
+            parents = read_json(run_dir / "run.json").get("parents") or [spec.hat.generator]
+            _install_generator(trainer, _generator_source(parents[0], run_dir.parent))
     write_json(run_dir / SPEC_JSON, trainer.spec_doc)
     update_run_json(run_dir, status="running", device=str(torch_device))
     reporter.info(f"resuming {run_dir} at step {trainer.step}/{spec.train.steps}")
     return _run_guarded(trainer)
+
+
+def _stands_on_generator(spec: RunSpec) -> bool:
+    """Refine and retrofit Hat EBMs build on a generator trained by another run."""
+    return spec.method.name == "hat" and getattr(spec.method, "mode", "") != "synthesis"
+
+
+def _generator_source(source: str | None, runs_root: Path) -> GeneratorSource:
+    if source is None:
+        raise SpecError("a refine or retrofit Hat EBM needs a generator to stand on",
+                        "set hat.generator to an sngan/ae run, latest:PRESET or a generator file "
+                        "(e.g. --set hat.generator=latest:sngan-shapes)")
+    return resolve_generator(source, runs_root)
+
+
+def _install_generator(trainer: Trainer, source: GeneratorSource) -> None:
+    if tuple(source.shape) != tuple(trainer.info.shape):
+        made, data = "x".join(map(str, source.shape)), "x".join(map(str, trainer.info.shape))
+        raise SpecError(f"the generator {source.origin} makes {made} images; {trainer.info.name} has {data}",
+                        "train the Hat EBM on the generator's data (data.name, data.image_size)")
+    try:
+        trainer.method.load_generator(source.tensors)
+    except (RuntimeError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0][:160]
+        raise SpecError(f"the generator {source.origin} does not match its recorded architecture ({first})",
+                        "use an sngan/ae run or a generator file written by ebmctl") from None
 
 
 def _run_guarded(trainer: Trainer) -> TrainResult:

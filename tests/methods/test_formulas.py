@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -180,3 +181,43 @@ def test_gradient_norm_clipping_and_the_reported_norm():
     lin = unclipped.net
     assert unclipped.step(lin(x).sum()) == pytest.approx(40.0)
     assert lin.weight.grad.norm().item() == pytest.approx(40.0)
+
+
+def test_step_equals_zero_grad_backward_update():
+    torch.manual_seed(0)
+    base = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
+    kw = {"lr": 1e-2, "grad_clip": 0.3, "ema": 0.9, "warmup": 2, "ema_start": 1}
+    a = EnergyModel(copy.deepcopy(base), **kw)
+    b = EnergyModel(copy.deepcopy(base), **kw)
+    x = torch.randn(5, 4)
+    for _ in range(4):
+        norm_a = a.step(a.net(x).pow(2).mean())
+        b.zero_grad()
+        assert all(p.grad is None for p in b.net.parameters())
+        b.net(x).pow(2).mean().backward()
+        norm_b = b.update()
+        assert norm_a == norm_b > 0
+    assert a.updates == b.updates == 4
+    for pa, pb in zip(a.net.parameters(), b.net.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+    for pa, pb in zip(a.ema_net.parameters(), b.ema_net.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+    assert not torch.equal(a.net[0].weight, base[0].weight)
+
+
+def test_two_models_share_one_backward_pass():
+    torch.manual_seed(0)
+    first, second = nn.Linear(3, 3), nn.Linear(3, 1)
+    a = EnergyModel(first, lr=1e-2)
+    b = EnergyModel(second, lr=1e-2)
+    x = torch.randn(4, 3)
+    a.zero_grad()
+    b.zero_grad()
+    second(first(x)).sum().backward()
+    assert first.weight.grad is not None and second.weight.grad is not None
+    before = [p.detach().clone() for p in (*first.parameters(), *second.parameters())]
+    a.update()
+    b.update()
+    after = [p.detach() for p in (*first.parameters(), *second.parameters())]
+    assert all(not torch.equal(p, q) for p, q in zip(before, after, strict=True))
+    assert a.updates == b.updates == 1

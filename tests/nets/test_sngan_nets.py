@@ -15,6 +15,7 @@ from ebmctl.nets.sngan import (
     ImageLatentGenerator,
     SnganDiscriminator,
     SnganGenerator,
+    SphereEncoder,
 )
 
 SIZES = (32, 64, 128)
@@ -251,3 +252,74 @@ def test_bad_image_size(size):
         SnganGenerator(size)
     with pytest.raises(ValueError, match="image_size"):
         SnganDiscriminator(size)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda scale: SnganGenerator(32, nz=8, ngf=SMALL, out_scale=scale),
+        lambda scale: ImageLatentGenerator(ngf=SMALL, out_scale=scale),
+    ],
+)
+def test_out_scale_scales_the_output(make):
+    torch.manual_seed(0)
+    plain = make(1.0).eval()
+    scaled = make(2.0).eval()
+    scaled.load_state_dict(plain.state_dict())
+    z = plain.sample_latent(3, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        a, b = plain(z), scaled(z)
+    assert plain.out_scale == 1.0 and scaled.out_scale == 2.0
+    assert torch.equal(b, 2.0 * a)
+
+
+@pytest.mark.parametrize("size", [16, 32])
+def test_sphere_encoder_shape_and_norm(size):
+    torch.manual_seed(0)
+    enc = SphereEncoder(size, nef=8)
+    side = size // 2
+    assert enc.latent_shape == (1, side, side)
+    z = enc(torch.rand(4, 3, size, size) * 2 - 1)
+    assert z.shape == (4, 1, side, side)
+    norms = z.flatten(1).norm(dim=1)
+    assert torch.allclose(norms, torch.full((4,), float(side)), atol=1e-4)  # sqrt(side^2) = side
+    wide = SphereEncoder(size, nef=8, in_channels=1, latent_channels=2)
+    z2 = wide(torch.randn(2, 1, size, size))
+    assert z2.shape == (2, 2, side, side)
+    assert torch.allclose(z2.flatten(1).norm(dim=1), torch.full((2,), (2 * side * side) ** 0.5), atol=1e-4)
+
+
+def test_sphere_projection_by_hand():
+    x = torch.tensor([[[[3.0, 4.0]]], [[[0.0, -2.0]]]])  # norms 5 and 2, m = 2
+    expected = torch.tensor([[[[3.0, 4.0]]], [[[0.0, -2.0]]]]) * torch.tensor([2**0.5 / 5, 2**0.5 / 2]).view(2, 1, 1, 1)
+    assert torch.allclose(SphereEncoder.project(x), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("size", [0, 6, 15, 33])
+def test_sphere_encoder_bad_image_size(size):
+    with pytest.raises(ValueError, match="image_size"):
+        SphereEncoder(size, nef=8)
+
+
+def test_sphere_encoder_parameter_count_and_resolutions():
+    # nef 8, 3 input channels, 1 latent channel; every conv has a bias.
+    conv3 = 8 * 8 * 9 + 8  # 584
+    stem = (3 * 8 * 9 + 8) + conv3 + (3 * 8 + 8)  # conv3x3 3->8, conv3x3 8->8, 1x1 shortcut 3->8: 840
+    down = conv3 + conv3 + (8 * 8 + 8)  # with its 1x1 shortcut: 1,240
+    plain = conv3 + conv3  # identity shortcut: 1,168
+    head = 8 * 1 * 9 + 1  # conv3x3 8->1: 73
+    total = stem + down + 2 * plain + head
+    assert total == 4_489
+    enc = SphereEncoder(32, nef=8, in_channels=3, latent_channels=1)
+    assert count_parameters(enc) == total
+    assert not any(parametrize.is_parametrized(m) for m in enc.modules())
+    assert block_outputs(enc, torch.randn(2, 3, 32, 32)) == [(8, 32, 32), (8, 16, 16), (8, 16, 16), (8, 16, 16)]
+
+
+def test_stem_block_without_downsampling_by_hand():
+    torch.manual_seed(0)
+    block = DBlockOptimized(3, 4, spectral_norm=False, downsample=False)
+    x = torch.randn(2, 3, 8, 8)
+    expected = block.conv2(torch.relu(block.conv1(x))) + block.shortcut(x)
+    assert torch.allclose(block(x), expected)
+    assert DBlockOptimized(3, 4, spectral_norm=False)(x).shape == (2, 4, 4, 4)

@@ -1,0 +1,100 @@
+"""Hat EBM's Langevin sampler on the pair (y, z) of U(y, z) = H(G(z) + y) / T (paper 003, eqs. 6-7).
+
+One step updates the residual image first, then the latent, each with the other held at its newest value::
+
+    y <- y - (eps_y^2 / 2) * clip(d/dy [H(G(z) + y) / T + tau * ||y||^2]) + eps_y * N(0, I)
+    z <- z - (eps_z^2 / 2) * d/dz H(G(z) + y) / T + eps_z * N(0, I)
+
+``clip`` rescales, per sample, a residual gradient whose step (eps_y^2 / 2) * g is longer than
+``max_residual_step`` in L2 norm to exactly that length (the released code's clip_by_norm; the latent step is
+never clipped). ``tau`` is the optional Gaussian prior on y, tau = 1 / (2 sigma^2), added outside the
+temperature as the released code adds it. ``eps_z = 0`` keeps z fixed: the conditional Hat EBM of
+synthesis. The released code updates z before y within a step; this follows the paper's order. Parameters of
+H and G are frozen while sampling and gradients are taken with respect to y and z only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ebmctl.samplers.langevin import frozen
+
+HatCallback = Callable[[int, Tensor, Tensor], None]
+
+
+@dataclass(frozen=True)
+class HatLangevinParams:
+    """Settings of the joint (y, z) sampler."""
+
+    steps: int
+    epsilon: float
+    epsilon_latent: float = 0.0
+    temperature: float = 1.0
+    max_residual_step: float | None = 2.5
+    prior_tau: float = 0.0
+    noise: bool = True
+
+
+def clip_step(grad: Tensor, step: float, max_norm: float | None) -> Tensor:
+    """Rescale each sample's gradient so that ``step * grad`` is at most ``max_norm`` long (L2)."""
+    if max_norm is None:
+        return grad
+    limit = max_norm / step
+    norms = grad.flatten(1).norm(dim=1).clamp_min(limit)
+    return grad * (limit / norms).view(-1, *([1] * (grad.dim() - 1)))
+
+
+def residual_energy_grad(hat: nn.Module, g: Tensor, y: Tensor, temperature: float, prior_tau: float) -> Tensor:
+    """d/dy [sum H(g + y) / T + tau * ||y||^2] with g = G(z) held fixed."""
+    with torch.enable_grad():
+        y = y.detach().requires_grad_(True)
+        energy = hat(g + y).sum() / temperature
+        if prior_tau > 0:
+            energy = energy + prior_tau * y.pow(2).sum()
+        (grad,) = torch.autograd.grad(energy, y)
+    return grad
+
+
+def latent_energy_grad(hat: nn.Module, gen: nn.Module, z: Tensor, y: Tensor, temperature: float) -> Tensor:
+    """d/dz sum H(G(z) + y) / T."""
+    with torch.enable_grad():
+        z = z.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(hat(gen(z) + y).sum() / temperature, z)
+    return grad
+
+
+def hat_langevin(
+    hat: nn.Module,
+    gen: nn.Module,
+    z: Tensor,
+    y: Tensor,
+    params: HatLangevinParams,
+    *,
+    callback: HatCallback | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Run ``params.steps`` joint steps from (z, y) (not modified); return the final (z, y).
+
+    ``callback(k, z, y)`` sees the state after step k (0-based)."""
+    eps_y, eps_z = params.epsilon, params.epsilon_latent
+    step_y, step_z = eps_y**2 / 2, eps_z**2 / 2
+    z, y = z.detach().clone(), y.detach().clone()
+    with frozen(hat, gen), torch.no_grad():
+        g = gen(z)
+        for k in range(params.steps):
+            grad = clip_step(residual_energy_grad(hat, g, y, params.temperature, params.prior_tau), step_y,
+                             params.max_residual_step)
+            y.add_(grad, alpha=-step_y)
+            if params.noise:
+                y.add_(torch.randn_like(y), alpha=eps_y)
+            if eps_z > 0:
+                z.add_(latent_energy_grad(hat, gen, z, y, params.temperature), alpha=-step_z)
+                if params.noise:
+                    z.add_(torch.randn_like(z), alpha=eps_z)
+                g = gen(z)
+            if callback is not None:
+                callback(k, z, y)
+    return z, y
