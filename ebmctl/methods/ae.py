@@ -17,15 +17,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ebmctl.methods.parts import EnergyModel, GeneratorPair, PixelRange
+from ebmctl.methods.parts import EnergyModel, GeneratorPair
 
 
-class Autoencoder(PixelRange, GeneratorPair):
+class Autoencoder(GeneratorPair):
     """Encoder and decoder trained jointly on the noisy-latent reconstruction loss; the decoder is ``net``."""
 
     name = "ae"
     CAPABILITIES: tuple[str, ...] = ("sample", "generator", "representation")
     pixel_range = (-1.0, 1.0)
+    PARTNER = "encoder"
 
     def __init__(
         self,
@@ -79,8 +80,3 @@ class Autoencoder(PixelRange, GeneratorPair):
         enc = self.encoder.eval_net(ema)
         with torch.no_grad():
             return enc(self.to_model(x)).flatten(1)
-
-    # ------------------------------------------------------------------ state
-
-    def models(self) -> dict[str, EnergyModel]:
-        return {"generator": self.generator, "encoder": self.encoder}

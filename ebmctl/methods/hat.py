@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from ebmctl.methods.parts import EnergyModel, ModelState, PixelRange, energy_scores
 from ebmctl.methods.state import prefixed, unprefixed
-from ebmctl.samplers.hat import HatLangevinParams, hat_langevin
+from ebmctl.samplers.hat import HatCallback, HatChains, HatLangevinParams, hat_langevin
 
 MODES = ("refine", "retrofit", "synthesis")
 
@@ -117,12 +117,10 @@ class Hat(PixelRange, ModelState):
         return self.latent_scale * self.gen.sample_latent(n, device=self.device)
 
     def run_chains(self, z: Tensor, *, ema: bool = True, steps: int | None = None,
-                   callback: Callable[[int, Tensor, Tensor], None] | None = None) -> tuple[Tensor, Tensor]:
-        """Sample (z, y) from y = 0 and the given z; returns the final pair (z fixed in synthesis)."""
+                   callback: HatCallback | None = None) -> HatChains:
+        """Sample (z, y) from y = 0 and the given z; returns the final pair with G(z) (z fixed in synthesis)."""
         params = self.sampler if steps is None else replace(self.sampler, steps=steps)
-        gen = self.gen.eval() if self.generator is None else self.gen
-        y0 = torch.zeros_like(gen(z[:1]).detach()).expand(z.shape[0], -1, -1, -1).contiguous()
-        return hat_langevin(self.model.eval_net(ema), gen, z, y0, params, callback=callback)
+        return hat_langevin(self.model.eval_net(ema), self.gen, z, None, params, callback=callback)
 
     def decode(self, z: Tensor) -> Tensor:
         with torch.no_grad():
@@ -134,12 +132,11 @@ class Hat(PixelRange, ModelState):
         if self.generator is not None:
             self.gen.train()  # BatchNorm stays frozen (freeze_batchnorm)
         n = x.shape[0]
-        if self.mode == "synthesis" and self.bank is None:
+        if self.generator is not None and self.bank is None:
             self._init_bank()
         z0 = self.latents(n)
-        z, res = self.run_chains(z0, ema=False)
-        with torch.no_grad():
-            neg = self.gen(z) + res
+        z, res, g = self.run_chains(z0, ema=False)
+        neg = g + res
         pos = self.to_model(x)
         pos = pos + self.data_noise * torch.randn_like(pos)
         net = self.model.net.train()
@@ -184,9 +181,9 @@ class Hat(PixelRange, ModelState):
         wrapped = None
         if callback is not None:
             user = callback
-            wrapped = lambda k, z, y: user(k, self.to_images(self.decode(z) + y))  # noqa: E731
-        z, res = self.run_chains(self.latents(n), ema=ema, steps=steps, callback=wrapped)
-        return self.to_images(self.decode(z) + res)
+            wrapped = lambda k, z, y, g: user(k, self.to_images(g + y))  # noqa: E731
+        _, res, g = self.run_chains(self.latents(n), ema=ema, steps=steps, callback=wrapped)
+        return self.to_images(g + res)
 
     def energy(self, x: Tensor, y: Tensor | None = None, ema: bool = True) -> Tensor:
         """H(x) per sample for images in [0, 1] (without the temperature)."""

@@ -243,18 +243,17 @@ class ModelState:
         self.model.load_state(tensors, meta)
 
 
-class GeneratorPair:
-    """A method that trains a generator beside a second net (SN-GAN's discriminator, the autoencoder's encoder):
-    ``net`` is the generator, and every tensor is saved under the name of its model (``models``)."""
+class GeneratorPair(PixelRange):
+    """A method that trains a generator beside a second net, the attribute named ``PARTNER`` (SN-GAN's
+    discriminator, the autoencoder's encoder): ``net`` is the generator, and every tensor is saved under the
+    name of its model."""
 
+    PARTNER: str
     generator: EnergyModel
     device: torch.device
 
     def models(self) -> dict[str, EnergyModel]:
-        raise NotImplementedError
-
-    def to_images(self, x: Tensor) -> Tensor:
-        raise NotImplementedError
+        return {"generator": self.generator, self.PARTNER: getattr(self, self.PARTNER)}
 
     def sample(self, n: int, *, ema: bool = True, callback: Callable[[int, Tensor], None] | None = None,
                **_: Any) -> Tensor:

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ebmctl.methods.parts import EnergyModel, GeneratorPair, PixelRange
+from ebmctl.methods.parts import EnergyModel, GeneratorPair
 
 
 def hinge_discriminator_loss(d_real: Tensor, d_fake: Tensor) -> Tensor:
@@ -29,10 +29,11 @@ def hinge_generator_loss(d_fake: Tensor) -> Tensor:
     return -d_fake.mean()
 
 
-class Sngan(PixelRange, GeneratorPair):
+class Sngan(GeneratorPair):
     name = "sngan"
     CAPABILITIES: tuple[str, ...] = ("sample", "generator")
     pixel_range = (-1.0, 1.0)
+    PARTNER = "discriminator"
 
     def __init__(self, generator: EnergyModel, discriminator: EnergyModel, *, n_dis: int = 5,
                  device: torch.device | str = "cpu") -> None:
@@ -68,8 +69,3 @@ class Sngan(PixelRange, GeneratorPair):
             metrics["g_loss"] = g_loss.item()
             self.last_negatives = self.to_images(fake.detach())
         return metrics
-
-    # ------------------------------------------------------------------ state
-
-    def models(self) -> dict[str, EnergyModel]:
-        return {"generator": self.generator, "discriminator": self.discriminator}

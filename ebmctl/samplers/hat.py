@@ -17,13 +17,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from ebmctl.samplers.langevin import frozen
 
-HatCallback = Callable[[int, Tensor, Tensor], None]
+HatCallback = Callable[[int, Tensor, Tensor, Tensor], None]
+
+
+class HatChains(NamedTuple):
+    """Where the chains end: latents z, residuals y and the generator's output g = G(z) (x = g + y)."""
+
+    z: Tensor
+    y: Tensor
+    g: Tensor
 
 
 @dataclass(frozen=True)
@@ -71,19 +80,19 @@ def hat_langevin(
     hat: nn.Module,
     gen: nn.Module,
     z: Tensor,
-    y: Tensor,
+    y: Tensor | None,
     params: HatLangevinParams,
     *,
     callback: HatCallback | None = None,
-) -> tuple[Tensor, Tensor]:
-    """Run ``params.steps`` joint steps from (z, y) (not modified); return the final (z, y).
-
-    ``callback(k, z, y)`` sees the state after step k (0-based)."""
+) -> HatChains:
+    """Run ``params.steps`` joint steps from (z, y) (not modified; y = None starts from 0) and return the final
+    state with G(z). ``callback(k, z, y, g)`` sees the state after step k (0-based), g = G(z)."""
     eps_y, eps_z = params.epsilon, params.epsilon_latent
     step_y, step_z = eps_y**2 / 2, eps_z**2 / 2
-    z, y = z.detach().clone(), y.detach().clone()
+    z = z.detach().clone()
     with frozen(hat, gen), torch.no_grad():
         g = gen(z)
+        y = torch.zeros_like(g) if y is None else y.detach().clone()
         for k in range(params.steps):
             grad = clip_step(residual_energy_grad(hat, g, y, params.temperature, params.prior_tau), step_y,
                              params.max_residual_step)
@@ -96,5 +105,5 @@ def hat_langevin(
                     z.add_(torch.randn_like(z), alpha=eps_z)
                 g = gen(z)
             if callback is not None:
-                callback(k, z, y)
-    return z, y
+                callback(k, z, y, g)
+    return HatChains(z, y, g)

@@ -33,6 +33,7 @@ from ebmctl.samplers.buffers import SlotBuffer, make_buffer
 from ebmctl.samplers.hat import HatLangevinParams
 from ebmctl.samplers.langevin import LangevinParams
 from ebmctl.samplers.transitions import AUGMENTATIONS, Transition
+from ebmctl.services.generators import generator_arch
 from ebmctl.specs import (
     AeMethodSpec,
     AutoencoderSpec,
@@ -273,7 +274,7 @@ def _build_sngan(spec: RunSpec, info: DataInfo, device: torch.device) -> Any:
     net_spec, tr, m = spec.net, spec.train, spec.method
     assert isinstance(net_spec, SnganSpec) and isinstance(m, SnganMethodSpec)
     size = _check_square("sngan", info, IMAGE_SIZES)
-    gen = SnganGenerator(size, nz=net_spec.nz, ngf=net_spec.ngf, out_channels=info.shape[0]).to(device)
+    gen = build_generator(generator_arch(spec), size, info.shape[0]).to(device)
     disc = SnganDiscriminator(size, ndf=net_spec.ndf, in_channels=info.shape[0]).to(device)
     kwargs = _optim_kwargs(spec)
     return Sngan(EnergyModel(gen, ema=tr.ema, **kwargs), EnergyModel(disc, **kwargs), n_dis=m.n_dis, device=device)
@@ -309,10 +310,6 @@ def _build_hat(spec: RunSpec, info: DataInfo, device: torch.device) -> Hat:
     net_spec, m, tr = spec.net, spec.method, spec.train
     assert isinstance(net_spec, HatNetSpec) and isinstance(m, HatMethodSpec)
     size = _check_square("hat", info, IMAGE_SIZES)
-    if m.mode != "synthesis" and spec.hat.generator is None:
-        raise SpecError(f"a {m.mode} Hat EBM needs a generator to stand on",
-                        "set hat.generator to an sngan/ae run, latest:PRESET or a generator file "
-                        "(e.g. --set hat.generator=latest:sngan-shapes)")
     if m.mode == "synthesis" and spec.hat.generator is not None:
         raise SpecError("a synthesis Hat EBM trains its own generator from scratch",
                         "drop hat.generator, or use method.mode=refine or retrofit to build on a trained one")
@@ -348,9 +345,7 @@ def _build_ae(spec: RunSpec, info: DataInfo, device: torch.device) -> Autoencode
                         f"{'x'.join(map(str, info.shape))}", "set data.image_size, e.g. 32")
     enc = SphereEncoder(size, nef=net_spec.nef, in_channels=info.shape[0],
                         latent_channels=net_spec.latent_channels).to(device)
-    arch = GeneratorSpec(kind="image_latent", latent_channels=net_spec.latent_channels, ngf=net_spec.ngf,
-                         out_scale=net_spec.out_scale)
-    gen = build_generator(arch, size, info.shape[0]).to(device)
+    gen = build_generator(generator_arch(spec), size, info.shape[0]).to(device)
     kwargs = _optim_kwargs(spec)
     return Autoencoder(EnergyModel(enc, **kwargs), EnergyModel(gen, ema=spec.train.ema, **kwargs),
                        loss_factor=m.loss_factor, latent_noise=m.latent_noise, device=device)

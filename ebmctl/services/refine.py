@@ -77,10 +77,9 @@ def refine(
     keep = set(snapshot_steps(steps, opts.snapshots))
     frames: list[tuple[Tensor, Tensor]] = []  # (G(z), y) of the first chains at the kept steps
 
-    def record(k: int, z: Tensor, y: Tensor) -> None:
+    def record(k: int, z: Tensor, y: Tensor, g: Tensor) -> None:
         if k + 1 in keep:
-            c = opts.chains
-            frames.append((method.decode(z[:c]).cpu(), y[:c].detach().cpu()))
+            frames.append((g[: opts.chains].cpu(), y[: opts.chains].cpu()))
 
     started = time.perf_counter()
     befores, afters, moved, residual = [], [], [], []
@@ -92,9 +91,9 @@ def refine(
             g0 = method.decode(z0)
             if done == 0:
                 frames.append((g0[: opts.chains].cpu(), torch.zeros_like(g0[: opts.chains]).cpu()))
-            z, y = method.run_chains(z0, steps=steps, callback=record if done == 0 else None)
+            z, y, g = method.run_chains(z0, steps=steps, callback=record if done == 0 else None)
             befores.append(method.to_images(g0).cpu())
-            afters.append(method.to_images(method.decode(z) + y).cpu())
+            afters.append(method.to_images(g + y).cpu())
             moved.append((z - z0).flatten(1).norm(dim=1).cpu())
             residual.append(y.flatten(1).norm(dim=1).cpu())
             done += b

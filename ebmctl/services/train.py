@@ -20,6 +20,7 @@ from ebmctl.errors import DivergenceError, EbmctlError, SpecError
 from ebmctl.methods.state import rng_state, set_rng_state
 from ebmctl.runs import (
     MODEL_CKPT,
+    RUN_JSON,
     SPEC_JSON,
     STATE_CKPT,
     append_metrics,
@@ -316,7 +317,7 @@ def resume(
     else:
         truncate_metrics(run_dir, 0)
         if _stands_on_generator(spec):  # killed before its first checkpoint: read the generator again
-            parents = read_json(run_dir / "run.json").get("parents") or [spec.hat.generator]
+            parents = read_json(run_dir / RUN_JSON).get("parents") or [spec.hat.generator]
             _install_generator(trainer, _generator_source(parents[0], run_dir.parent))
     write_json(run_dir / SPEC_JSON, trainer.spec_doc)
     update_run_json(run_dir, status="running", device=str(torch_device))

@@ -92,7 +92,7 @@ def test_synthesis_trains_both_and_keeps_generator_batchnorm_at_zero_mean_unit_v
 def test_synthesis_keeps_z_fixed_while_sampling():
     hat = _hat("synthesis")
     z0 = hat.latents(3)
-    z, y = hat.run_chains(z0)
+    z, y, _ = hat.run_chains(z0)
     assert torch.equal(z, z0) and y.abs().sum() > 0
 
 

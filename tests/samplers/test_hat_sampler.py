@@ -34,7 +34,8 @@ class Linear(nn.Module):
 def _run(params: HatLangevinParams, z0: float = 1.0, y0: tuple[float, float] = (0.0, 0.0)) -> tuple[Tensor, Tensor]:
     z = torch.tensor([[z0]])
     y = torch.tensor(y0).view(1, 1, 1, 2)
-    return hat_langevin(Quadratic(), Linear(), z, y, params)
+    out = hat_langevin(Quadratic(), Linear(), z, y, params)
+    return out.z, out.y
 
 
 def test_one_joint_step_by_hand():
@@ -92,7 +93,7 @@ def test_fixed_latents_call_the_generator_once_and_parameters_stay_frozen():
     hat, gen = Quadratic(), Linear()
     p = HatLangevinParams(steps=5, epsilon=0.1, epsilon_latent=0.0, temperature=1.0)
     z0 = torch.randn(3, 1)
-    z, _ = hat_langevin(hat, gen, z0, torch.zeros(3, 1, 1, 2), p)
+    z = hat_langevin(hat, gen, z0, torch.zeros(3, 1, 1, 2), p).z
     assert torch.equal(z, z0) and gen.calls == 1
     assert gen.a.requires_grad and gen.a.grad is None  # frozen while sampling, restored after
 
@@ -101,6 +102,6 @@ def test_the_callback_sees_every_step_and_inputs_are_not_modified():
     seen: list[int] = []
     z0, y0 = torch.ones(2, 1), torch.zeros(2, 1, 1, 2)
     p = HatLangevinParams(steps=4, epsilon=0.1, epsilon_latent=0.1, temperature=1.0)
-    hat_langevin(Quadratic(), Linear(), z0, y0, p, callback=lambda k, z, y: seen.append(k))
+    hat_langevin(Quadratic(), Linear(), z0, y0, p, callback=lambda k, z, y, g: seen.append(k))
     assert seen == [0, 1, 2, 3]
     assert torch.equal(z0, torch.ones(2, 1)) and torch.equal(y0, torch.zeros(2, 1, 1, 2))
