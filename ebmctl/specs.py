@@ -176,6 +176,14 @@ class SamplerSpec(Section):
     noise_first: bool = Field(True, description="Add the noise before evaluating the gradient (IGEBM, ICD).")
     grad_clamp: float | None = Field(None, gt=0, description="Clamp each gradient element to +-this (None: off).")
     pixel_clamp: tuple[float, float] | None = Field((0.0, 1.0), description="Clamp chains to this range after each step.")
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32", description="Energy net precision inside the sampler; bf16 runs it under autocast while the chains, "
+        "gradients and updates stay float32 (docs/performance.md)."
+    )
+    layout: Literal["auto", "channels_last", "contiguous"] = Field(
+        "auto", description="Memory layout of image chains; auto: channels_last for the nets measured faster in it."
+    )
+    cuda_graph: bool = Field(False, description="On CUDA, capture one Langevin step as a CUDA graph and replay it.")
 
     @model_validator(mode="after")
     def _ordered_clamp(self) -> SamplerSpec:

@@ -128,7 +128,27 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+# Errors every process of a data-parallel run raises alike: only rank 0 reports them.
+SHARED_ERRORS = ("spec", "usage", "interrupted", "divergence")
+
+
+def _rank() -> int:
+    """This process's rank among several training processes (0 when alone)."""
+    from ebmctl.services.distributed import env_rank
+
+    try:
+        return env_rank()
+    except Exception:
+        return 0
+
+
 def _report(message: str, hint: str | None, code: int, as_json: bool, kind: str) -> int:
+    rank = _rank()
+    if rank > 0:
+        if kind in SHARED_ERRORS:
+            return code
+        message = f"process {rank}: {message}"
+        as_json = False
     line = f"error: {_one_line(message)}" + (f" (hint: {_one_line(hint)})" if hint else "")
     stderr.print(line, markup=False, highlight=False, soft_wrap=True)
     if as_json:

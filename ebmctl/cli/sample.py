@@ -45,11 +45,14 @@ def sample(
         "--class", help="Sample one class (name or index): clel's class latent or a class-conditional net.")] = None,
     beta: Annotated[float | None, typer.Option(
         "--beta", help="Weight of clel's latent term in E(x|z) (default: the run's method.guidance).", min=0)] = None,
+    precision: Annotated[str | None, typer.Option(
+        "--precision", help="Energy precision in the sampler: fp32 or bf16 (default: the run's sampler.precision).")] = None,
 ) -> None:
     opts = options(ctx)
     sopts = SampleOptions(n=n, steps=steps, init=init, aug_every=aug_every, plain_steps=plain_steps,
                           step_size=step_size, noise=noise, seed=seed, ema=not no_ema, fid=fid, batch_size=batch_size,
-                          out=out, like=like, class_label=class_label, beta=beta)
+                          out=out, like=like, class_label=class_label, beta=beta,
+                          precision=precision)
     result = run_sample(resolve_run(run, opts.runs), sopts, device=opts.device, cli_data_root=opts.data_root,
                         reporter=opts.reporter())
     emit(opts, result.to_dict(), _table(result))

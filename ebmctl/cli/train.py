@@ -7,12 +7,13 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ebmctl.cli.common import emit, examples, kv_table, options
+from ebmctl.cli.common import GlobalOptions, emit, examples, kv_table, options
 from ebmctl.console import stdout
 from ebmctl.errors import UsageError
-from ebmctl.runs import STATE_CKPT, latest_run, resolve_run
+from ebmctl.runs import SPEC_JSON, STATE_CKPT, latest_run, read_json, resolve_run
+from ebmctl.services import distributed
 from ebmctl.services import train as service
-from ebmctl.specs import parse_override, resolve_spec, set_path, spec_to_json
+from ebmctl.specs import deep_merge, parse_override, resolve_spec, set_path, spec_to_json, validate_spec
 
 HELP = "Train a model from a preset (or spec file) with overrides; resume an interrupted run."
 
@@ -22,6 +23,8 @@ EPILOG = examples(
     "ebmctl train --preset icd-cifar10 --set method.kl=false --print-spec",
     "ebmctl train --resume",
     "ebmctl train --resume runs/quickstart-20260101-120000 --set train.steps=5000",
+    "ebmctl train --preset icd-cifar10 --data-root ~/data --nproc 4",
+    "torchrun --nproc-per-node 4 -m ebmctl train --preset icd-cifar10 --data-root ~/data",
 )
 
 
@@ -36,9 +39,21 @@ def train(
     seed: Annotated[int | None, typer.Option("--seed", help="Shortcut for --set seed=N.", min=0)] = None,
     download: Annotated[bool, typer.Option("--download", help="Let torchvision download a missing dataset.")] = False,
     print_spec: Annotated[bool, typer.Option("--print-spec", help="Print the resolved spec as JSON and exit.")] = False,
+    nproc: Annotated[int | None, typer.Option(
+        "--nproc", help="Train data-parallel on N processes on this machine (one GPU each, or N CPU processes with "
+        "--device cpu); train.batch_size is the global batch. Starts torchrun's launcher.", show_default=False)] = None,
 ) -> None:
     opts = options(ctx)
     extra = {k: v for k, v in {"train.steps": steps, "seed": seed, "data.download": download or None}.items() if v is not None}
+    if nproc is not None:
+        if distributed.launched():
+            raise UsageError("--nproc starts its own processes, but this one was started as one of several",
+                             "drop --nproc when launching with torchrun")
+        distributed.check_launch(nproc, opts.device)
+    launch = nproc if nproc is not None and nproc > 1 and not print_spec else 0  # processes to start
+
+    def worker_args(head: list[str]) -> list[str]:
+        return _worker_args(opts, head, overrides or [], steps, seed, download)
     if resume:
         if preset:
             raise UsageError("--resume continues a run with its own spec; --preset does not apply",
@@ -52,6 +67,10 @@ def train(
             set_path(tree, path, value)
         if print_spec:
             raise UsageError("--print-spec prints a new spec; a resumed run keeps its spec.json", f"see {run_dir}/spec.json")
+        if launch:
+            distributed.check_world(run_dir, launch)
+            distributed.check_batches(validate_spec(deep_merge(read_json(run_dir / SPEC_JSON), tree)), launch)
+            raise typer.Exit(distributed.launch(launch, worker_args(["--resume", str(run_dir)]), debug=opts.debug))
         result = service.resume(run_dir, overrides=tree, device=opts.device, cli_data_root=opts.data_root,
                                 reporter=opts.reporter())
     else:
@@ -61,9 +80,30 @@ def train(
         if print_spec:
             stdout.print_json(data=spec_to_json(spec))
             return
+        if launch:
+            distributed.check_batches(spec, launch)
+            raise typer.Exit(distributed.launch(launch, worker_args(["--preset", preset] if preset else []),
+                                                debug=opts.debug))
         result = service.train(spec, runs_root=opts.runs, device=opts.device, cli_data_root=opts.data_root,
                                reporter=opts.reporter())
-    emit(opts, result.to_dict(), _table(result))
+    if distributed.env_rank() == 0:  # the other processes of a data-parallel run stay quiet
+        emit(opts, result.to_dict(), _table(result))
+
+
+def _worker_args(opts: GlobalOptions, head: list[str], overrides: list[str], steps: int | None, seed: int | None,
+                 download: bool) -> list[str]:
+    """The command line each process of ``--nproc`` runs: this one without ``--nproc``, the run resolved."""
+    out = ["--device", opts.device, "--runs-dir", str(opts.runs)]
+    out += ["--threads", str(opts.threads)] if opts.threads else []
+    out += ["--data-root", opts.data_root] if opts.data_root else []
+    out += [flag for flag, on in (("--json", opts.json), ("--quiet", opts.quiet), ("--debug", opts.debug)) if on]
+    out += ["train", *head]
+    for item in overrides:
+        out += ["--set", item]
+    out += ["--steps", str(steps)] if steps is not None else []
+    out += ["--seed", str(seed)] if seed is not None else []
+    out += ["--download"] if download else []
+    return out
 
 
 def _table(result: service.TrainResult) -> Table:

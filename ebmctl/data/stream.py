@@ -3,7 +3,9 @@
 A stream is a pure function of (seed, step): epoch ``e`` visits the data in the order
 ``torch.randperm(N, generator=Generator().manual_seed(epoch_seed(seed, e)))``, cut into consecutive
 batches with the remainder dropped. Resuming at step ``t`` therefore gives exactly the batches ``t, t+1, ...``
-an uninterrupted stream would have given, with or without worker processes.
+an uninterrupted stream would have given, with or without worker processes. With several data-parallel
+processes, process ``r`` of ``n`` reads the ``r``-th of ``n`` equal slices of each of those batches, so together
+they read exactly the batches of one process.
 """
 
 from __future__ import annotations
@@ -26,19 +28,24 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 class IndexPlan:
-    """Which dataset indices make up batch ``step``; the permutation of the current epoch is kept."""
+    """Which dataset indices make up batch ``step``; the permutation of the current epoch is kept.
 
-    def __init__(self, n: int, batch_size: int, seed: int) -> None:
+    ``part = (r, n)`` keeps the ``r``-th of ``n`` equal slices of each batch (``batch_size`` is the whole batch)."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, part: tuple[int, int] = (0, 1)) -> None:
         self.n, self.batch_size, self.seed = n, batch_size, seed
         self.batches_per_epoch = n // batch_size
         self._epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
+        rank, parts = part
+        share = batch_size // parts
+        self._slice = slice(rank * share, (rank + 1) * share)
 
     def indices(self, step: int) -> torch.Tensor:
         epoch, position = divmod(step, self.batches_per_epoch)
         if epoch != self._epoch:
             generator = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
             self._epoch, self._perm = epoch, torch.randperm(self.n, generator=generator)
-        return self._perm[position * self.batch_size : (position + 1) * self.batch_size]
+        return self._perm[position * self.batch_size : (position + 1) * self.batch_size][self._slice]
 
 
 class _PlanBatchSampler(Sampler[torch.Tensor]):
@@ -81,11 +88,13 @@ class BatchStream:
     """An infinite iterator of ``(x, y)`` batches: x as stored (uint8 images or float points), y int64.
 
     ``step`` is the index of the next batch. ``workers > 0`` builds batches in a DataLoader's worker processes
-    from the same index plan, so the batches are identical to those of ``workers=0``.
+    from the same index plan, so the batches are identical to those of ``workers=0``. ``part = (r, n)`` yields
+    process ``r``'s slice of each batch of ``batch_size`` (which ``n`` must divide).
     """
 
     def __init__(
-        self, dataset: EbmDataset, batch_size: int, seed: int, start_step: int = 0, workers: int = 0
+        self, dataset: EbmDataset, batch_size: int, seed: int, start_step: int = 0, workers: int = 0,
+        part: tuple[int, int] = (0, 1),
     ) -> None:
         n = len(dataset)
         if batch_size < 1:
@@ -99,15 +108,19 @@ class BatchStream:
             )
         if start_step < 0 or workers < 0:
             raise SpecError("start_step and workers must be >= 0", hint="use 0 to start from the beginning")
+        rank, parts = part
+        if parts < 1 or not 0 <= rank < parts or batch_size % parts:
+            raise SpecError(f"a batch of {batch_size} does not split into {parts} equal parts",
+                            hint=f"use a batch size that is a multiple of {parts}")
         self.dataset = dataset
         self.batch_size = batch_size
         self.step = start_step
-        self.plan = IndexPlan(n, batch_size, seed)
+        self.plan = IndexPlan(n, batch_size, seed, part)
         self._loader: Iterator[Batch] | None = None
         if workers > 0:
             loader = DataLoader(
                 _BatchView(dataset),
-                batch_sampler=_PlanBatchSampler(IndexPlan(n, batch_size, seed), start_step),
+                batch_sampler=_PlanBatchSampler(IndexPlan(n, batch_size, seed, part), start_step),
                 num_workers=workers,
                 collate_fn=_identity,
                 generator=torch.Generator().manual_seed(seed),  # leaves the global RNG untouched

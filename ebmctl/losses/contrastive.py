@@ -11,6 +11,8 @@ with s the cosine similarity.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -36,11 +38,17 @@ def nt_xent(views: Tensor, temperature: float, extra_negatives: Tensor | None = 
     return F.cross_entropy(logits, targets)
 
 
-def simclr_loss(encoder: torch.nn.Module, x: Tensor, augment, temperature: float,
-                extra_negatives: Tensor | None = None) -> Tensor:
-    """Two random views of every image of ``x`` through ``encoder``, scored with :func:`nt_xent`."""
-    views = augment(torch.cat([x, x]))
-    return nt_xent(encoder(views), temperature, extra_negatives)
+def simclr_loss(encoder: Callable[[Tensor], Tensor], x: Tensor, augment, temperature: float,
+                extra_negatives: Tensor | None = None, gather: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+    """Two random views of every image of ``x`` through ``encoder``, scored with :func:`nt_xent`.
+
+    ``gather`` stacks each view's embeddings over every data-parallel process first, so that the loss is the
+    one of the global batch."""
+    views = encoder(augment(torch.cat([x, x])))
+    if gather is not None:
+        first, second = views.chunk(2)
+        views = torch.cat([gather(first), gather(second)])
+    return nt_xent(views, temperature, extra_negatives)
 
 
 def distance_logits(a: Tensor, b: Tensor, temperature: float) -> Tensor:

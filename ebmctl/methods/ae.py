@@ -47,12 +47,12 @@ class Autoencoder(GeneratorPair):
 
     def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, float]:
         """One joint update of both nets on images ``x`` in [0, 1]; labels are ignored."""
-        enc = self.encoder.net.train()
-        dec = self.generator.net.train()
+        self.encoder.net.train()
+        self.generator.net.train()
         target = self.to_model(x)
-        z = enc(target)
+        z = self.encoder.forward(target)
         z_in = z + self.latent_noise * torch.randn_like(z) if self.latent_noise > 0 else z
-        x_rec = dec(z_in)
+        x_rec = self.generator.forward(z_in)
         mse = (x_rec - target).pow(2).mean()
         loss = self.loss_factor * mse
         self.encoder.zero_grad()

@@ -21,6 +21,7 @@ from ebmctl.methods.parts import (
     EnergyModel,
     ModelState,
     PixelRange,
+    Replicas,
     energy_scores,
     init_chains,
     summed_energy,
@@ -71,6 +72,15 @@ class ChainSource:
         return idx, x
 
 
+def buffer_share(buffer: ReplayBuffer, replicas: Replicas) -> ReplayBuffer:
+    """An empty buffer like ``buffer`` holding this process's share of its slots: with several processes
+    each keeps its own chains, and together they hold the configured size."""
+    if len(buffer):
+        raise ValueError("a buffer is shared out before training starts")
+    return type(buffer)(replicas.share(buffer.capacity), quantize=buffer.quantize, value_range=buffer.value_range,
+                        device=buffer.device)
+
+
 class PersistentChainEbm(PixelRange, ModelState, ABC):
     """An image (or point) EBM trained with persistent Langevin chains: IGEBM and ICD."""
 
@@ -97,6 +107,11 @@ class PersistentChainEbm(PixelRange, ModelState, ABC):
     @abstractmethod
     def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, float]:
         """Sample negatives, compute the loss, take one optimiser step; return scalar metrics."""
+
+    def replicate(self, replicas: Replicas) -> None:
+        super().replicate(replicas)
+        if self.chains.buffer is not None:
+            self.chains = replace(self.chains, buffer=buffer_share(self.chains.buffer, replicas))
 
     # ------------------------------------------------------------------ capabilities
 

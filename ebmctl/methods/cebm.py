@@ -48,7 +48,7 @@ class Cebm(PersistentChainEbm):
         with frozen(net):
             x_neg = sgld_params(summed_energy(net), x0, self.sampler)
         self.chains.buffer.write(idx, x_neg)  # type: ignore[union-attr]
-        e_pos, e_neg = net(x_pos), net(x_neg)
+        e_pos, e_neg = self.model.forward(x_pos), self.model.forward(x_neg)
         loss = cd_loss(e_pos, e_neg, self.l2)
         grad_norm = self.model.step(loss)
         self.last_negatives = self.to_images(x_neg)

@@ -26,7 +26,7 @@ from torch.nn.utils import parametrize
 
 from ebmctl.losses.contrastive import simclr_loss
 from ebmctl.methods.base import ChainSource, PersistentChainEbm
-from ebmctl.methods.parts import EnergyModel, energy_scores, summed_energy
+from ebmctl.methods.parts import EnergyModel, Replicas, energy_scores, summed_energy
 from ebmctl.methods.state import prefixed, unprefixed
 from ebmctl.samplers.buffers import SlotBuffer
 from ebmctl.samplers.langevin import LangevinParams, frozen, sgld_params
@@ -91,6 +91,16 @@ class Clel(PersistentChainEbm):
 
     # ------------------------------------------------------------------ training
 
+    def trained_models(self) -> list[EnergyModel]:
+        return [self.model, self.encoder]
+
+    def replicate(self, replicas: Replicas) -> None:
+        """Both nets are wrapped; the EBM and encoder batches are global, each process takes its part."""
+        super().replicate(replicas)
+        self.ebm_batch_size = replicas.split(self.ebm_batch_size)
+        self.encoder_batch_size = replicas.split(self.encoder_batch_size)
+        self.data_batch_size = max(self.ebm_batch_size, self.encoder_batch_size)
+
     def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, float]:
         x_pos = x[: self.ebm_batch_size]
         net, encoder = self.net.train(), self.encoder.net.train()
@@ -99,15 +109,16 @@ class Clel(PersistentChainEbm):
             x_neg = sgld_params(summed_energy(net), x0, self.sampler)
         self.chains.buffer.write(idx, x_neg)  # type: ignore[union-attr]
 
-        f_pos, u_pos = net.f_and_latent(x_pos)
-        f_neg, u_neg = net.f_and_latent(x_neg)
+        f_pos, u_pos = self.model.forward(x_pos, entry="f_and_latent")
+        f_neg, u_neg = self.model.forward(x_neg, entry="f_and_latent")
         e_pos, e_neg = marginal_energy(f_pos), marginal_energy(f_neg)
         with torch.no_grad():
             z_pos = F.normalize(encoder(self.augment(x_pos)), dim=1)
         s_pos = (u_pos * z_pos).sum(dim=1)
         loss_ebm = (e_pos - e_neg).mean() + self.alpha * (e_pos.pow(2) + e_neg.pow(2)).mean() - self.beta * s_pos.mean()
-        extra = u_neg.detach() if self.extra_negatives else None
-        loss_le = simclr_loss(encoder, x[: self.encoder_batch_size], self.augment, self.temperature, extra)
+        extra = self.gather(u_neg.detach()) if self.extra_negatives else None
+        loss_le = simclr_loss(self.encoder.forward, x[: self.encoder_batch_size], self.augment, self.temperature,
+                              extra, gather=self.gather)
 
         grad_norm = self.model.step(loss_ebm)
         self.encoder.step(loss_le)

@@ -22,7 +22,8 @@ import torch
 from torch import Tensor
 
 from ebmctl.losses.contrastive import ebclr_log_density, ebclr_loss
-from ebmctl.methods.parts import EnergyModel
+from ebmctl.methods.base import buffer_share
+from ebmctl.methods.parts import EnergyModel, Replicas
 from ebmctl.methods.simclr import Simclr
 from ebmctl.samplers.buffers import SlotBuffer
 from ebmctl.samplers.langevin import LangevinParams, frozen, msgld_noise, sgld
@@ -59,6 +60,12 @@ class Ebclr(Simclr):
         self.lmda1, self.lmda2 = lmda1, lmda2
         self.sigma_min, self.sigma_max, self.noise_decay = sigma_min, sigma_max, noise_decay
 
+    def replicate(self, replicas: Replicas) -> None:
+        super().replicate(replicas)
+        shared = buffer_share(self.buffer, replicas)
+        assert isinstance(shared, SlotBuffer)
+        self.buffer = shared
+
     def energy_against(self, keys: Tensor) -> Any:
         """E(v; {v'_m}) = -log sum_m exp(-||z(v) - z'_m||^2 / tau), one value per chain."""
         net = self.net
@@ -84,15 +91,17 @@ class Ebclr(Simclr):
     def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, float]:
         net = self.net.train()
         v1, v2 = self.views(x)
-        z1, z2 = net(v1), net(v2)
+        z1, z2 = self.model.forward(v1), self.model.forward(v2)
+        keys = self.gather(z2)  # the second views of the global batch
         idx, x0, visits = self.draw_chains(x)
         sigma = msgld_noise(visits, self.sigma_min, self.sigma_max, self.noise_decay)
-        kwargs = {**self.sampler.step_kwargs(), "noise": sigma}
+        kwargs = {**self.sampler.sgld_kwargs(), "noise": sigma}
         with frozen(net):
-            x_neg = sgld(self.energy_against(z2.detach()), x0, steps=self.sampler.steps, **kwargs)
+            x_neg = sgld(self.energy_against(keys.detach()), x0, steps=self.sampler.steps, **kwargs)
         self.buffer.write(idx, x_neg)
-        z_neg = net(x_neg)
-        loss, parts = ebclr_loss(z1, z2, z_neg, temperature=self.temperature, lmda1=self.lmda1, lmda2=self.lmda2)
+        z_neg = self.model.forward(x_neg)
+        loss, parts = ebclr_loss(self.gather(z1), keys, self.gather(z_neg), temperature=self.temperature,
+                                 lmda1=self.lmda1, lmda2=self.lmda2)
         grad_norm = self.model.step(loss)
         self.last_negatives = self.to_images(x_neg.detach())
         e_pos, e_neg = -parts["log_q_pos"].item(), -parts["log_q_neg"].item()

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ebmctl.methods.parts import EnergyModel, ModelState, PixelRange, energy_scores
+from ebmctl.methods.parts import EnergyModel, ModelState, PixelRange, Replicas, energy_scores
 from ebmctl.methods.state import prefixed, unprefixed
 from ebmctl.samplers.hat import HatCallback, HatChains, HatLangevinParams, hat_langevin
 
@@ -112,6 +112,14 @@ class Hat(PixelRange, ModelState):
 
     # ------------------------------------------------------------------ pieces
 
+    def trained_models(self) -> list[EnergyModel]:
+        return [self.model] if self.generator is None else [self.model, self.generator]
+
+    def replicate(self, replicas: Replicas) -> None:
+        """The hat network (and a synthesis generator) are wrapped; each process keeps its share of the bank."""
+        super().replicate(replicas)
+        self.bank_size = replicas.share(self.bank_size)
+
     def latents(self, n: int) -> Tensor:
         """Initial latents latent_scale * N(0, I)."""
         return self.latent_scale * self.gen.sample_latent(n, device=self.device)
@@ -139,8 +147,8 @@ class Hat(PixelRange, ModelState):
         neg = g + res
         pos = self.to_model(x)
         pos = pos + self.data_noise * torch.randn_like(pos)
-        net = self.model.net.train()
-        h_pos, h_neg = net(pos), net(neg)
+        self.model.net.train()
+        h_pos, h_neg = self.model.forward(pos), self.model.forward(neg)
         loss = hat_loss(h_pos, h_neg, self.sampler.temperature)
         self.model.step(loss)
         metrics = {
@@ -168,7 +176,7 @@ class Hat(PixelRange, ModelState):
         assert self.bank is not None and self.generator is not None
         idx = self.bank.pick(z.shape[0])
         z_old, x_old = self.bank.read(idx)
-        loss = generator_loss(self.gen(z_old), x_old, self.generator_loss_factor)
+        loss = generator_loss(self.generator.forward(z_old), x_old, self.generator_loss_factor)
         self.generator.step(loss)
         self.bank.write(idx, z, neg)
         return loss.item()

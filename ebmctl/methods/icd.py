@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from ebmctl.methods.base import ChainSource, PersistentChainEbm
-from ebmctl.methods.parts import EnergyModel, cd_loss, nn_entropy, summed_energy
+from ebmctl.methods.parts import EnergyModel, Replicas, cd_loss, nn_entropy, summed_energy
 from ebmctl.samplers.langevin import LangevinParams, frozen, sgld_params, sgld_with_differentiable_tail
 
 
@@ -47,6 +47,12 @@ class Icd(PersistentChainEbm):
         self.entropy, self.entropy_coeff = entropy, entropy_coeff
         self.entropy_refs, self.entropy_min_buffer = entropy_refs, entropy_min_buffer
 
+    def replicate(self, replicas: Replicas) -> None:
+        """Each process differentiates its share of ``kl_chains`` and starts L_ent at its share of the fill."""
+        super().replicate(replicas)
+        self.kl_chains = replicas.share(self.kl_chains)
+        self.entropy_min_buffer = replicas.share(self.entropy_min_buffer)
+
     def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, float]:
         net = self.net.train()
         energy = summed_energy(net, y)
@@ -60,8 +66,8 @@ class Icd(PersistentChainEbm):
             with frozen(net):
                 x_neg = sgld_params(energy, x0, self.sampler)
 
-        e_pos = net(x, y)
-        e_neg = net(x_neg, y)
+        e_pos = self.model.forward(x, y)
+        e_neg = self.model.forward(x_neg, y)
         loss_cd = cd_loss(e_pos, e_neg, self.l2)
         loss = loss_cd
         buffer = self.chains.buffer

@@ -34,8 +34,8 @@ class Igebm(PersistentChainEbm):
         x0 = self.chains.draw(x.shape[0], self.device)
         with frozen(net):
             x_neg = sgld_params(summed_energy(net, y), x0, self.sampler)
-        e_pos = net(x, y)
-        e_neg = net(x_neg, y)
+        e_pos = self.model.forward(x, y)
+        e_neg = self.model.forward(x_neg, y)
         loss = cd_loss(e_pos, e_neg, self.l2)
         grad_norm = self.model.step(loss)
         if self.chains.buffer is not None:

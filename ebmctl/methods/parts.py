@@ -1,11 +1,13 @@
 """Machinery shared by the image EBM methods: the trained net with its optimiser and EMA, chain
-initialisation from a replay buffer, the contrastive-divergence loss, and OOD scores."""
+initialisation from a replay buffer, the contrastive-divergence loss, OOD scores, and what a method needs to
+train as one of several data-parallel processes."""
 
 from __future__ import annotations
 
 import copy
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -34,6 +36,43 @@ def nn_entropy(x: Tensor, refs: Tensor, floor: float = 1e-12) -> Tensor:
     An exact tie (two chains clamped to the same corner of the box) is floored at ``floor`` instead of -inf."""
     dist = torch.cdist(x.flatten(1), refs.flatten(1))
     return dist.min(dim=1).values.clamp_min(floor).log().mean()
+
+
+@dataclass(frozen=True)
+class Replicas:
+    """One process's place in data-parallel training: process ``rank`` of ``world``, each holding a replica of
+    every trained net and its share of every batch.
+
+    ``wrap`` turns a module into its gradient-averaging wrapper (DistributedDataParallel); ``gather`` stacks a
+    tensor's rows from every process in rank order, gradients flowing back to each process's own rows."""
+
+    rank: int
+    world: int
+    wrap: Callable[[nn.Module], nn.Module]
+    gather: Callable[[Tensor], Tensor]
+
+    def share(self, n: int) -> int:
+        """This process's part of ``n`` items that every process keeps for itself (buffer slots, bank pairs):
+        ceil(n / world), so that the processes together hold at least ``n``."""
+        return -(-n // self.world)
+
+    def split(self, n: int) -> int:
+        """This process's part of a global batch of ``n`` (which must split evenly)."""
+        if n % self.world:
+            raise ValueError(f"a batch of {n} does not split evenly over {self.world} processes")
+        return n // self.world
+
+
+class _Entry(nn.Module):
+    """The module a gradient-averaging wrapper holds: ``forward(*args, entry=name)`` calls ``net.<name>(*args)``,
+    so a loss can reach any method of the net (``f_and_latent``) through the wrapper."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, *args: Any, entry: str | None = None, **kwargs: Any) -> Any:
+        return (self.net if entry is None else getattr(self.net, entry))(*args, **kwargs)
 
 
 class EnergyModel:
@@ -80,6 +119,24 @@ class EnergyModel:
         if ema is not None:
             self.ema_net = copy.deepcopy(net).eval()
             self.ema_net.requires_grad_(False)
+        self.wrapped: nn.Module | None = None
+
+    def replicate(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
+        """Train as one of several processes: the loss's passes go through ``wrap`` (DistributedDataParallel),
+        which makes every replica start from the same weights and averages the gradients in ``backward``."""
+        self.wrapped = wrap(_Entry(self.net))
+        if self.ema_net is not None and self.updates == 0:
+            self.ema_net.load_state_dict(self.net.state_dict())  # the wrapper may have replaced the weights
+
+    def forward(self, *args: Any, entry: str | None = None, **kwargs: Any) -> Any:
+        """The net on a loss's inputs: ``net(*args)``, or ``net.<entry>(*args)``.
+
+        Every pass whose output a loss backpropagates into the net's parameters goes through here, so that it
+        reaches the gradient-averaging wrapper when one is installed; samplers, which freeze the parameters,
+        call ``net`` itself."""
+        if self.wrapped is not None:
+            return self.wrapped(*args, entry=entry, **kwargs)
+        return (self.net if entry is None else getattr(self.net, entry))(*args, **kwargs)
 
     def lr_at(self, update: int) -> float:
         """The learning rate of update number ``update`` (0-based)."""
@@ -197,6 +254,28 @@ def energy_scores(energy: Callable[[Tensor], Tensor], module: nn.Module, x: Tens
     return out
 
 
+class Replicated:
+    """A method that trains as one of several data-parallel processes (see :class:`Replicas`).
+
+    :meth:`replicate` wraps every trained model; subclasses also take their process's share of what each
+    process keeps for itself (replay buffers, banks) and of batch sizes they hold."""
+
+    replicas: Replicas | None = None
+
+    def trained_models(self) -> list[EnergyModel]:
+        """The models this method's training step updates."""
+        raise NotImplementedError
+
+    def replicate(self, replicas: Replicas) -> None:
+        self.replicas = replicas
+        for model in self.trained_models():
+            model.replicate(replicas.wrap)
+
+    def gather(self, x: Tensor) -> Tensor:
+        """``x`` stacked over every process (a loss over the global batch); ``x`` itself on one process."""
+        return x if self.replicas is None else self.replicas.gather(x)
+
+
 class PixelRange:
     """Images outside a method are in [0, 1]; ``pixel_range`` is the range its net and chains work in."""
 
@@ -213,10 +292,13 @@ class PixelRange:
         return x if (lo, hi) == (0.0, 1.0) else ((x - lo) / (hi - lo)).clamp(0.0, 1.0)
 
 
-class ModelState:
+class ModelState(Replicated):
     """The trained net of a method held in one :class:`EnergyModel` called ``model``, with its save and load."""
 
     model: EnergyModel
+
+    def trained_models(self) -> list[EnergyModel]:
+        return [self.model]
 
     @property
     def net(self) -> nn.Module:
@@ -243,7 +325,7 @@ class ModelState:
         self.model.load_state(tensors, meta)
 
 
-class GeneratorPair(PixelRange):
+class GeneratorPair(PixelRange, Replicated):
     """A method that trains a generator beside a second net, the attribute named ``PARTNER`` (SN-GAN's
     discriminator, the autoencoder's encoder): ``net`` is the generator, and every tensor is saved under the
     name of its model."""
@@ -254,6 +336,9 @@ class GeneratorPair(PixelRange):
 
     def models(self) -> dict[str, EnergyModel]:
         return {"generator": self.generator, self.PARTNER: getattr(self, self.PARTNER)}
+
+    def trained_models(self) -> list[EnergyModel]:
+        return list(self.models().values())
 
     def sample(self, n: int, *, ema: bool = True, callback: Callable[[int, Tensor], None] | None = None,
                **_: Any) -> Tensor:

@@ -45,9 +45,10 @@ class Simclr(PixelRange, ModelState):
         return v1, v2
 
     def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, float]:
-        net = self.net.train()
+        self.net.train()
         v1, v2 = self.views(x)
-        loss = nt_xent(torch.cat([net(v1), net(v2)]), self.temperature)
+        z1, z2 = self.model.forward(v1), self.model.forward(v2)
+        loss = nt_xent(torch.cat([self.gather(z1), self.gather(z2)]), self.temperature)
         grad_norm = self.model.step(loss)
         return {"loss": loss.item(), "grad_norm": grad_norm}
 

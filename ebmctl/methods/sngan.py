@@ -53,7 +53,7 @@ class Sngan(GeneratorPair):
         real = self.to_model(x)
         with torch.no_grad():
             fake = self._fake(x.shape[0])
-        d_real, d_fake = disc(real), disc(fake)
+        d_real, d_fake = self.discriminator.forward(real), self.discriminator.forward(fake)
         d_loss = hinge_discriminator_loss(d_real, d_fake)
         self.discriminator.step(d_loss)
         metrics = {"loss": d_loss.item(), "d_real": d_real.detach().mean().item(),
@@ -61,7 +61,7 @@ class Sngan(GeneratorPair):
         if self.discriminator.updates % self.n_dis == 0:
             disc.requires_grad_(False)
             try:
-                fake = self._fake(x.shape[0])
+                fake = self.generator.forward(self.generator.net.sample_latent(x.shape[0], device=self.device))
                 g_loss = hinge_generator_loss(disc(fake))
                 self.generator.step(g_loss)
             finally:

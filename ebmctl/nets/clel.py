@@ -77,6 +77,8 @@ class ClelEnergyNet(nn.Module):
     have 1,725,056 (small), 6,955,648 (base) and 30,706,816 (large) parameters, as released.
     """
 
+    channels_last_chains = True  # measured faster in NHWC on CPU (docs/performance.md)
+
     def __init__(
         self,
         in_channels: int = 3,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -23,12 +24,36 @@ class WSConv2d(nn.Conv2d):
     eps: float = 1e-5
 
     def standardized_weight(self) -> Tensor:
-        w = self.weight - self.weight.mean(dim=(1, 2, 3), keepdim=True)
-        std = w.flatten(1).std(dim=1).view(-1, 1, 1, 1)
-        return w / (std + self.eps)
+        if _STANDARDIZED is not None and self in _STANDARDIZED:
+            return _STANDARDIZED[self]
+        with torch.autocast(self.weight.device.type, enabled=False):
+            w = self.weight - self.weight.mean(dim=(1, 2, 3), keepdim=True)
+            std = w.flatten(1).std(dim=1).view(-1, 1, 1, 1)
+            w = w / (std + self.eps)
+        if _STANDARDIZED is not None:
+            _STANDARDIZED[self] = w
+        return w
 
     def forward(self, x: Tensor) -> Tensor:
         return self._conv_forward(x, self.standardized_weight(), self.bias)
+
+
+_STANDARDIZED: dict[WSConv2d, Tensor] | None = None
+
+
+@contextmanager
+def cached_standardization() -> Iterator[None]:
+    """Standardise each :class:`WSConv2d` weight once for the block instead of at every forward.
+
+    Only valid while the weights do not change (a sampler with frozen parameters).
+    """
+    global _STANDARDIZED
+    outer = _STANDARDIZED
+    _STANDARDIZED = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _STANDARDIZED = outer
 
 
 class SelfAttention(nn.Module):
@@ -100,14 +125,15 @@ class BoundedSpectralNorm(nn.Module):
             self._u.copy_(self._normalized_or_previous(mat @ self._v, self._u))
 
     def forward(self, weight: Tensor) -> Tensor:
-        mat = weight.flatten(1)
-        if self.training:
-            self._power_method(mat)
-        # Clones keep autograd valid when the buffers are updated in place by a later forward.
-        u = self._u.clone(memory_format=torch.contiguous_format)
-        v = self._v.clone(memory_format=torch.contiguous_format)
-        sigma = torch.dot(u, mat @ v)
-        return weight / sigma.clamp_min(1.0)
+        with torch.autocast(weight.device.type, enabled=False):
+            mat = weight.flatten(1)
+            if self.training:
+                self._power_method(mat)
+            # Clones keep autograd valid when the buffers are updated in place by a later forward.
+            u = self._u.clone(memory_format=torch.contiguous_format)
+            v = self._v.clone(memory_format=torch.contiguous_format)
+            sigma = torch.dot(u, mat @ v)
+            return weight / sigma.clamp_min(1.0)
 
 
 def bounded_spectral_norm(module: nn.Module, n_power_iterations: int = 1) -> nn.Module:

@@ -8,7 +8,8 @@ One step, in the order the IGEBM/ICD code takes it (``noise_first``)::
 or, with ``noise_first=False`` (CLEL), the gradient is taken at x and the noise added after it.
 ``noise`` is the standard deviation of the added Gaussian: textbook Langevin dynamics with step eps is
 ``step_size=eps, noise=sqrt(2 * eps)``. Parameters are frozen while sampling and gradients are taken with
-respect to the input only; device and dtype follow ``x``.
+respect to the input only; device and dtype follow ``x``. How fast a step runs (memory layout, bf16 energy,
+cached derived weights, CUDA graphs) is :mod:`ebmctl.samplers.fastpath`'s business and never changes its maths.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+
+from ebmctl.samplers.fastpath import cached_weights, chain_layout, energy_precision, replay_cuda_graph
 
 Energy = Callable[[Tensor], Tensor]
 StepCallback = Callable[[int, Tensor], None]
@@ -34,11 +37,22 @@ class LangevinParams:
     noise_first: bool = True
     grad_clamp: float | None = None
     pixel_clamp: tuple[float, float] | None = (0.0, 1.0)
+    channels_last: bool = False
+    precision: str = "fp32"
+    cuda_graph: bool = False
 
     def step_kwargs(self) -> dict:
-        """The keyword arguments of one step (everything but ``steps``) for :func:`sgld` and friends."""
+        """The keyword arguments of one step (everything but ``steps`` and the speed options)."""
         return {"step_size": self.step_size, "noise": self.noise, "grad_clamp": self.grad_clamp,
                 "pixel_clamp": self.pixel_clamp, "noise_first": self.noise_first}
+
+    def speed_kwargs(self) -> dict:
+        """How :func:`sgld` runs the steps: layout, energy precision, CUDA graph capture."""
+        return {"channels_last": self.channels_last, "precision": self.precision, "cuda_graph": self.cuda_graph}
+
+    def sgld_kwargs(self) -> dict:
+        """Everything :func:`sgld` takes from these parameters but ``steps``."""
+        return {**self.step_kwargs(), **self.speed_kwargs()}
 
 
 @contextmanager
@@ -75,6 +89,9 @@ def sgld(
     noise_first: bool = True,
     generator: torch.Generator | None = None,
     callback: StepCallback | None = None,
+    channels_last: bool = False,
+    precision: str = "fp32",
+    cuda_graph: bool = False,
 ) -> Tensor:
     """Run ``steps`` SGLD steps from ``x`` (not modified) and return the final state.
 
@@ -83,38 +100,53 @@ def sgld(
     ``energy`` maps a batch to per-sample energies (B,) or per-scale energies (B, S), which are summed. If it
     is an ``nn.Module`` its parameters are frozen for the run; otherwise freeze them with :func:`frozen`.
     ``callback(k, x)`` sees the state after step k (0-based); it must not modify it.
+
+    The speed options never change the step's arithmetic beyond float rounding: ``channels_last`` runs the
+    chains in NHWC, ``precision="bf16"`` evaluates the energy under bf16 autocast (chains, gradients and
+    updates stay in ``x``'s dtype), ``cuda_graph`` captures the step once and replays it on a GPU.
+    Derived weights (spectral norm, weight standardisation) are computed once per call.
     """
     module = energy if isinstance(energy, nn.Module) else None
-    x = x.detach().clone()
-    if isinstance(noise, Tensor):
-        scale: float | Tensor = noise.to(x).view(-1, *([1] * (x.dim() - 1)))
-        eps = torch.empty_like(x)
-    else:
-        scale = noise
-        eps = torch.empty_like(x) if noise > 0 else None
+    shape_like = x
+    x = chain_layout(x.detach().clone(), channels_last)
+    # The noise buffer keeps the caller's layout so a seeded run draws the same numbers in the same places.
+    eps = torch.empty_like(shape_like, memory_format=torch.contiguous_format)
+    scale = noise.to(x).view(-1, *([1] * (x.dim() - 1))) if isinstance(noise, Tensor) else noise
+    has_noise = isinstance(noise, Tensor) or noise > 0
 
     def add_noise() -> None:
-        assert eps is not None
         eps.normal_(generator=generator)
-        x.add_(eps.mul_(scale) if isinstance(scale, Tensor) else eps, alpha=1.0 if isinstance(scale, Tensor) else scale)
+        if isinstance(scale, Tensor):
+            x.add_(eps.mul_(scale))
+        else:
+            x.add_(eps, alpha=scale)
 
-    with frozen(module), torch.enable_grad():
-        for k in range(steps):
-            if noise_first and eps is not None:
-                add_noise()
-            x.requires_grad_(True)
-            (grad,) = torch.autograd.grad(energy(x).sum(), x)
-            x = x.detach()
-            if grad_clamp is not None:
-                grad.clamp_(-grad_clamp, grad_clamp)
-            x.add_(grad, alpha=-step_size)
-            if not noise_first and eps is not None:
-                add_noise()
-            if pixel_clamp is not None:
-                x.clamp_(pixel_clamp[0], pixel_clamp[1])
-            if callback is not None:
-                callback(k, x)
-    return x
+    def step() -> None:
+        if noise_first and has_noise:
+            add_noise()
+        leaf = x.detach().requires_grad_(True)
+        with autocast:
+            e = energy(leaf).sum()
+        (grad,) = torch.autograd.grad(e, leaf)
+        if grad_clamp is not None:
+            grad.clamp_(-grad_clamp, grad_clamp)
+        x.add_(grad, alpha=-step_size)
+        if not noise_first and has_noise:
+            add_noise()
+        if pixel_clamp is not None:
+            x.clamp_(pixel_clamp[0], pixel_clamp[1])
+
+    autocast = energy_precision(precision, x.device)
+    with frozen(module), cached_weights(), torch.enable_grad():
+        report = (lambda k: callback(k, x)) if callback is not None else None
+        graphed = (cuda_graph and x.is_cuda and steps > 0
+                   and replay_cuda_graph(step, steps, report, generator))
+        if not graphed:
+            for k in range(steps):
+                step()
+                if report is not None:
+                    report(k)
+    return x.contiguous() if channels_last else x
 
 
 def msgld_noise(visits: Tensor, sigma_min: float, sigma_max: float, decay: float) -> Tensor:
@@ -126,7 +158,7 @@ def msgld_noise(visits: Tensor, sigma_min: float, sigma_max: float, decay: float
 
 def sgld_params(energy: Energy, x: Tensor, params: LangevinParams, **kwargs) -> Tensor:
     """:func:`sgld` with a :class:`LangevinParams` bundle."""
-    return sgld(energy, x, steps=params.steps, **params.step_kwargs(), **kwargs)
+    return sgld(energy, x, steps=params.steps, **params.sgld_kwargs(), **kwargs)
 
 
 def differentiable_step(
@@ -178,11 +210,11 @@ def sgld_with_differentiable_tail(
     final states of those ``n_diff`` chains).
 
     ``rows_energy(rows)`` gives the energy of a subset of the chains when the energy depends on the chain
-    (a conditional net with one label per chain).
+    (a conditional net with one label per chain). The differentiable step always runs in float32.
     """
     step = {**params.step_kwargs(), "generator": generator}
     with frozen(module):
-        x = sgld(energy, x, steps=params.steps - 1, callback=callback, **step)
+        x = sgld(energy, x, steps=params.steps - 1, callback=callback, **step, **params.speed_kwargs())
     n_diff = min(n_diff, x.shape[0])
     head = energy if rows_energy is None else rows_energy(slice(0, n_diff))
     x_diff = differentiable_step(head, x[:n_diff], **step)
@@ -190,7 +222,7 @@ def sgld_with_differentiable_tail(
     if n_diff < x.shape[0]:
         tail = energy if rows_energy is None else rows_energy(slice(n_diff, None))
         with frozen(module):
-            parts.append(sgld(tail, x[n_diff:], steps=1, **step))
+            parts.append(sgld(tail, x[n_diff:], steps=1, **step, **params.speed_kwargs()))
     x_final = torch.cat(parts)
     if callback is not None:
         callback(params.steps - 1, x_final)
@@ -224,7 +256,7 @@ def augmented_sgld(
             energy,
             x,
             steps=n,
-            **params.step_kwargs(),
+            **params.sgld_kwargs(),
             generator=generator,
             callback=(lambda k, s, o=offset: callback(o + k, s)) if callback else None,
         )

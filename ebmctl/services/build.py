@@ -186,7 +186,9 @@ def build_method(spec: RunSpec, info: DataInfo, device: torch.device) -> Any:
     init_range = pixel_range if is_image else _points_range(spec)
     chains = ChainSource(shape=shape, buffer=buffer, reinit=spec.buffer.reinit, init_range=init_range,
                          transition=transition)
-    sampler = LangevinParams(**spec.sampler.model_dump())
+    sampler = sampler_params(spec, net)
+    if sampler.channels_last:
+        net = net.to(memory_format=torch.channels_last)  # conv weights in NHWC too: the chains' kernels prefer it
     if isinstance(spec.method, ClelMethodSpec):
         return _build_clel(spec, info, net, sampler, chains, device)
     tr = spec.train
@@ -194,6 +196,14 @@ def build_method(spec: RunSpec, info: DataInfo, device: torch.device) -> Any:
                         momentum=tr.momentum, weight_decay=tr.weight_decay)
     method_kwargs = spec.method.model_dump(exclude={"name", "condition"})
     return METHODS[spec.method.name](model, sampler=sampler, chains=chains, device=device, **method_kwargs)
+
+
+def sampler_params(spec: RunSpec, net: torch.nn.Module) -> LangevinParams:
+    """The run's Langevin parameters, with ``layout=auto`` decided by the net."""
+    fields = spec.sampler.model_dump()
+    layout = fields.pop("layout")
+    channels_last = layout == "channels_last" or (layout == "auto" and getattr(net, "channels_last_chains", False))
+    return LangevinParams(**fields, channels_last=channels_last)
 
 
 def _build_clel(spec: RunSpec, info: DataInfo, net: torch.nn.Module, sampler: LangevinParams, chains: ChainSource,
@@ -265,7 +275,7 @@ def _build_encoder_method(spec: RunSpec, info: DataInfo, device: torch.device) -
     assert isinstance(m, EbclrMethodSpec)
     buffer = make_buffer("slots", spec.buffer.size, quantize=False, value_range=Ebclr.pixel_range, device=device)
     assert isinstance(buffer, SlotBuffer)
-    return Ebclr(model, augment=augment, sampler=LangevinParams(**spec.sampler.model_dump()), buffer=buffer,
+    return Ebclr(model, augment=augment, sampler=sampler_params(spec, model.net), buffer=buffer,
                  shape=shape, rho=spec.buffer.reinit, device=device, **m.model_dump(exclude={"name"}))
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -13,6 +13,7 @@ from ebmctl.errors import CheckpointError, SpecError
 from ebmctl.methods import PersistentChainEbm
 from ebmctl.runs import STATE_CKPT, RunRef
 from ebmctl.services.build import build_method, load_method_weights
+from ebmctl.services.distributed import merged_buffer
 from ebmctl.specs import RunSpec, validate_spec
 
 
@@ -69,4 +70,11 @@ def load_replay_buffer(run: LoadedRun) -> None:
     if not path.is_file():
         raise CheckpointError(f"{path} is missing, so there is no buffer to start from", "use --init noise")
     tensors, meta = load_tensors(path)
-    buffer.load_state(tensors, meta["method"]["buffer"])
+    saved = meta["method"]["buffer"]
+    if int(meta.get("world_size", 1)) > 1:  # trained on several processes: draw from all of their chains
+        tensors, saved = merged_buffer(tensors, meta)
+        if saved["capacity"] != buffer.capacity:
+            buffer = type(buffer)(saved["capacity"], quantize=buffer.quantize, value_range=buffer.value_range,
+                                  device=buffer.device)
+            run.method.chains = replace(chains, buffer=buffer)
+    buffer.load_state(tensors, saved)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,8 @@ from ebmctl.checkpoints import save_tensors, write_bytes_atomic
 from ebmctl.data import to_float
 from ebmctl.errors import CapabilityError, SpecError, UsageError
 from ebmctl.runs import RunRef, command_dir, write_json
+from ebmctl.samplers.fastpath import PRECISIONS
+from ebmctl.samplers.langevin import LangevinParams
 from ebmctl.services.build import data_root, dataset_from, resolve_device
 from ebmctl.services.conditioning import Condition, class_condition, instance_condition
 from ebmctl.services.loading import LoadedRun, load_replay_buffer, load_run
@@ -41,6 +43,7 @@ class SampleOptions:
     like: str | None = None
     class_label: str | None = None
     beta: float | None = None  # beta of CLEL's E(x|z) (None: the run's method.guidance)
+    precision: str | None = None  # energy precision inside the sampler (None: the run's sampler.precision)
 
 
 @dataclass
@@ -74,11 +77,14 @@ def _settings(run: LoadedRun, opts: SampleOptions) -> dict[str, Any]:
         "noise": opts.noise if opts.noise is not None else (d.noise if d.noise is not None else run.spec.sampler.noise),
         "seed": opts.seed,
         "ema": opts.ema and run.method.has_ema,
+        "precision": opts.precision or run.spec.sampler.precision,
     }
     if s["n"] < 1 or s["steps"] < 1:
         raise UsageError("--n and --steps must be at least 1", "e.g. ebmctl sample --steps 600 --n 64")
     if s["init"] not in ("noise", "buffer"):
         raise UsageError(f"unknown --init {s['init']!r}", "use noise or buffer")
+    if s["precision"] not in PRECISIONS:
+        raise UsageError(f"unknown --precision {s['precision']!r}", f"use one of {', '.join(PRECISIONS)}")
     if s["plain_steps"] > s["steps"]:
         s["plain_steps"] = s["steps"]
     if run.spec.method.name == "hat":  # its own joint sampler: the run's epsilons, not step size and noise
@@ -86,6 +92,17 @@ def _settings(run: LoadedRun, opts: SampleOptions) -> dict[str, Any]:
         s.update(step_size=None, noise=None, epsilon=getattr(method, "epsilon", None),
                  epsilon_latent=getattr(method, "epsilon_latent", None))
     return s
+
+
+def _set_precision(run: LoadedRun, precision: str) -> None:
+    """Run the loaded method's Langevin sampler at ``precision`` (a sampling choice, not a retraining)."""
+    if precision == run.spec.sampler.precision:
+        return
+    sampler = getattr(run.method, "sampler", None)
+    if not isinstance(sampler, LangevinParams):
+        raise UsageError(f"--precision applies to Langevin samplers; {run.spec.method.name} runs its own sampler",
+                         "drop --precision")
+    run.method.sampler = replace(sampler, precision=precision)
 
 
 def sample(
@@ -105,6 +122,7 @@ def sample(
     if opts.fid and run.info.kind != "image":
         raise SpecError("--fid needs images; this run samples 2D points", "drop --fid and look at grid.png")
     s = _settings(run, opts)
+    _set_precision(run, s["precision"])
     if s["init"] == "buffer":
         load_replay_buffer(run)
     torch.manual_seed(s["seed"])

@@ -1,4 +1,8 @@
-"""`ebmctl train`: build a run from a spec, train it with checkpoints, resume it exactly."""
+"""`ebmctl train`: build a run from a spec, train it with checkpoints, resume it exactly.
+
+Under torchrun (or ``ebmctl train --nproc N``) every process runs the same loop on its slice of each global
+batch (:mod:`ebmctl.services.distributed`); rank 0 alone writes the run directory and reports progress.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,8 @@ import torch
 from ebmctl import __version__
 from ebmctl.checkpoints import load_tensors, save_tensors, write_bytes_atomic
 from ebmctl.data import BatchStream, DataInfo, to_float
-from ebmctl.errors import DivergenceError, EbmctlError, SpecError
+from ebmctl.errors import CapabilityError, DivergenceError, EbmctlError, RunError, SpecError
+from ebmctl.methods.parts import Replicated
 from ebmctl.methods.state import rng_state, set_rng_state
 from ebmctl.runs import (
     MODEL_CKPT,
@@ -38,7 +43,16 @@ from ebmctl.services.build import (
     conditioned_dataset,
     data_root,
     dataset_from,
-    resolve_device,
+)
+from ebmctl.services.distributed import (
+    Processes,
+    check_batches,
+    check_world,
+    local_part,
+    lost_peer,
+    rank_state,
+    session,
+    with_ranks,
 )
 from ebmctl.services.generators import GENERATOR_CKPT, GeneratorSource, generator_file, resolve_generator
 from ebmctl.services.pictures import samples_png, training_curves_png
@@ -55,6 +69,10 @@ class Interrupted(EbmctlError):
 
     exit_code = 130
     kind = "interrupted"
+
+
+# Errors every process raises at the same step (the stop flag and the metrics are agreed on by all).
+COLLECTIVE_ENDS: tuple[type[BaseException], ...] = (Interrupted, DivergenceError)
 
 
 @dataclass
@@ -142,30 +160,57 @@ def _sigint_flag() -> Iterator[dict[str, bool]]:
 
 
 class Trainer:
-    """The training loop of one run."""
+    """The training loop of one run (of one process, when ``procs`` has several)."""
 
     def __init__(self, spec: RunSpec, *, device: torch.device, cli_data_root: str | None, reporter: Reporter,
-                 run_dir: Path | None = None) -> None:
+                 run_dir: Path | None = None, procs: Processes | None = None) -> None:
         self.spec = spec
         self.run_dir = run_dir or Path(".")
         self.device = device
         self.reporter = reporter
+        self.procs = procs or Processes(device=device)
+        check_batches(spec, self.procs.world)
         self.dataset = dataset_from(spec.data, root=data_root(spec.data.root, cli_data_root))
         self.info = self.dataset.info
         self.method = build_method(spec, self.info, device)
+        self.batch_size = getattr(self.method, "data_batch_size", spec.train.batch_size)  # the global batch
         self.condition = condition_of(spec)
         self.step = 0
         self.window = _Window()
         self.spec_doc = spec_to_json(spec)
+        if self.procs.parallel:
+            self._replicate()
+
+    def _replicate(self) -> None:
+        """Wrap the trained nets for gradient averaging and take this process's share of the buffers. The nets
+        were built from the run's seed on every process; rank 0 then draws on as one process would, rank r > 0
+        reseeds with seed + r so that the processes draw different chains and noise."""
+        if not isinstance(self.method, Replicated):
+            raise CapabilityError(f"{self.spec.method.name} cannot train on several processes",
+                                  "train it with one process (drop --nproc)")
+        self.method.replicate(self.procs.replicas())
+        if self.procs.rank > 0:
+            seed_everything(self.spec.seed + self.procs.rank)
+
+    def resume_command(self) -> str:
+        nproc = f" --nproc {self.procs.world}" if self.procs.parallel else ""
+        return f"ebmctl train --resume {self.run_dir}{nproc}"
 
     # ------------------------------------------------------------------ checkpoints
 
     def save(self) -> None:
+        """Write the checkpoints. With several processes every one of them calls this at the same step: rank 0
+        collects each one's own state (buffer, RNG) into its state file and writes alone."""
         tensors = self.method.state_tensors()
         rng_tensors, rng_meta = rng_state()
         tensors.update(rng_tensors)
         meta = {"kind": "state", "format": 1, "step": self.step, "spec": self.spec_doc, "method": self.method.state_meta(),
                 "rng": rng_meta, "window": self.window.state(), "ebmctl": __version__}
+        if self.procs.parallel:
+            parts = self.procs.gather(local_part(tensors, meta))
+            if parts is None:
+                return
+            tensors, meta = with_ranks(tensors, meta, parts)
         save_tensors(self.run_dir / STATE_CKPT, tensors, meta)
         model_meta = {"kind": "model", "format": 1, "step": self.step, "spec": self.spec_doc, "method": self.spec.method.name,
                       "data": info_doc(self.info), "ebmctl": __version__}
@@ -178,12 +223,14 @@ class Trainer:
         self.write_curves()
 
     def restore(self) -> None:
-        tensors, meta = load_tensors(self.run_dir / STATE_CKPT)
+        check_world(self.run_dir, self.procs.world)
+        tensors, meta = rank_state(*load_tensors(self.run_dir / STATE_CKPT), self.procs.rank)
         self.method.load_state(tensors, meta["method"])
         set_rng_state(tensors, meta["rng"])
         self.step = int(meta["step"])
         self.window = _Window(meta.get("window"))
-        truncate_metrics(self.run_dir, self.step)
+        if self.procs.main:
+            truncate_metrics(self.run_dir, self.step)
 
     def write_curves(self) -> None:
         records = read_metrics(self.run_dir)
@@ -204,10 +251,10 @@ class Trainer:
     # ------------------------------------------------------------------ loop
 
     def run(self) -> TrainResult:
-        spec, tr = self.spec, self.spec.train
-        batch_size = getattr(self.method, "data_batch_size", tr.batch_size)
+        spec, tr, procs = self.spec, self.spec.train, self.procs
         labelled = conditioned_dataset(self.dataset, self.condition)
-        stream = iter(BatchStream(labelled, batch_size, spec.seed, start_step=self.step, workers=spec.data.workers))
+        stream = iter(BatchStream(labelled, self.batch_size, spec.seed, start_step=self.step, workers=spec.data.workers,
+                                  part=(procs.rank, procs.world)))
         fields = ("loss", "E+", "E-", "gap", "img/s")
         started = time.perf_counter()
         window_start, window_images = time.perf_counter(), 0
@@ -220,32 +267,37 @@ class Trainer:
                 x = to_float(x, spec.data.dequantize).to(self.device)
                 y = labels.to(self.device) if self.condition is not None else None
                 metrics = self.method.train_step(x, y)
+                metrics, stop = procs.agree(metrics, flag["stop"])  # means over the processes
                 self.step += 1
                 if not all(math.isfinite(v) for v in metrics.values()):
                     self._diverged(metrics)
                 self.window.add(metrics)
-                window_images += x.shape[0]
+                window_images += x.shape[0] * procs.world
                 if self.step % tr.log_every == 0 or self.step == tr.steps:
                     now = time.perf_counter()
                     record = {"step": self.step, **self.window.means(),
                               "images_per_s": window_images / max(now - window_start, 1e-9),
                               "elapsed_s": now - started}
-                    append_metrics(self.run_dir, record)
+                    if procs.main:
+                        append_metrics(self.run_dir, record)
                     self.window.reset()
                     window_start, window_images = now, 0
                     bar.update(self.step, **{"loss": record.get("loss"), "E+": record.get("e_pos"), "E-": record.get("e_neg"),
                                              "gap": record.get("gap"), "img/s": record["images_per_s"]})
                 else:
                     bar.update(self.step)
-                if self.step % tr.sample_every == 0:
+                if self.step % tr.sample_every == 0 and procs.main:
                     self.write_negatives(f"step-{self.step:07d}")
                 if self.step % tr.checkpoint_every == 0 or self.step == tr.steps:
                     self.save()
-                if flag["stop"] and self.step < tr.steps:
+                if stop and self.step < tr.steps:
                     self.save()
-                    update_run_json(self.run_dir, status="interrupted")
+                    if procs.main:
+                        update_run_json(self.run_dir, status="interrupted")
                     raise Interrupted(f"interrupted at step {self.step}/{tr.steps}; a checkpoint was saved",
-                                      f"resume with: ebmctl train --resume {self.run_dir}")
+                                      f"resume with: {self.resume_command()}")
+        if not procs.main:
+            return TrainResult(self.run_dir, "completed", self.step, tr.steps, time.perf_counter() - started)
         self.write_negatives("final")
         update_run_json(self.run_dir, status="completed", step=self.step)
         last = read_metrics(self.run_dir)
@@ -257,7 +309,8 @@ class Trainer:
 
     def _diverged(self, metrics: dict[str, float]) -> None:
         bad = ", ".join(f"{k}={v}" for k, v in metrics.items() if not math.isfinite(v))
-        update_run_json(self.run_dir, status="diverged", diverged_at=self.step)
+        if self.procs.main:
+            update_run_json(self.run_dir, status="diverged", diverged_at=self.step)
         raise DivergenceError(
             f"training diverged at step {self.step} ({bad}); the last checkpoint is kept",
             "lower train.lr or sampler.step_size, then train again (or resume from the checkpoint)",
@@ -272,25 +325,32 @@ def train(
     cli_data_root: str | None = None,
     reporter: Reporter | None = None,
 ) -> TrainResult:
-    """Train a new run of ``spec`` under ``runs_root``."""
-    reporter = reporter or NullReporter()
-    torch_device = resolve_device(device)
-    seed_everything(spec.seed)
-    source = None
-    if _stands_on_generator(spec):
-        source = _generator_source(spec.hat.generator, runs_root)
-        spec = spec.model_copy(update={"hat": spec.hat.model_copy(update={"generator_net": source.arch})})
-    # Build everything (data, net) before the run directory exists: a bad spec leaves nothing behind.
-    trainer = Trainer(spec, device=torch_device, cli_data_root=cli_data_root, reporter=reporter)
-    if source is not None:
-        _install_generator(trainer, source)
-    run_dir = new_run_dir(runs_root, spec.preset or spec.method.name)
-    trainer.run_dir = run_dir
-    write_json(run_dir / SPEC_JSON, trainer.spec_doc)
-    parents = [str(source.origin)] if source is not None else []
-    start_run_json(run_dir, preset=spec.preset, method=spec.method.name, device=str(torch_device), parents=parents)
-    reporter.info(f"run {run_dir} ({spec.method.name}, {spec.net.name}, {trainer.info.name}, {torch_device})")
-    return _run_guarded(trainer)
+    """Train a new run of ``spec`` under ``runs_root`` (as one of several processes when launched by torchrun)."""
+    with session(device, collective=COLLECTIVE_ENDS) as procs:
+        reporter = (reporter or NullReporter()) if procs.main else NullReporter()
+        torch_device = procs.device
+        seed_everything(spec.seed)
+        source = None
+        if _stands_on_generator(spec):
+            source = _generator_source(spec.hat.generator, runs_root)
+            spec = spec.model_copy(update={"hat": spec.hat.model_copy(update={"generator_net": source.arch})})
+        # Build everything (data, net) before the run directory exists: a bad spec leaves nothing behind.
+        trainer = Trainer(spec, device=torch_device, cli_data_root=cli_data_root, reporter=reporter, procs=procs)
+        if source is not None:
+            _install_generator(trainer, source)
+        run_dir = None
+        if procs.main:
+            run_dir = new_run_dir(runs_root, spec.preset or spec.method.name)
+            write_json(run_dir / SPEC_JSON, trainer.spec_doc)
+            parents = [str(source.origin)] if source is not None else []
+            start_run_json(run_dir, preset=spec.preset, method=spec.method.name, device=str(torch_device),
+                           parents=parents)
+            if procs.parallel:
+                update_run_json(run_dir, processes=procs.world, backend=procs.backend)
+        trainer.run_dir = Path(procs.broadcast(str(run_dir)))
+        where = f"{torch_device}" if not procs.parallel else f"{procs.world} processes, {procs.backend}"
+        reporter.info(f"run {trainer.run_dir} ({spec.method.name}, {spec.net.name}, {trainer.info.name}, {where})")
+        return _run_guarded(trainer)
 
 
 def resume(
@@ -301,28 +361,34 @@ def resume(
     cli_data_root: str | None = None,
     reporter: Reporter | None = None,
 ) -> TrainResult:
-    """Continue ``run_dir`` from its last checkpoint; ``overrides`` may only touch RESUMABLE_KEYS."""
-    reporter = reporter or NullReporter()
-    saved = read_json(run_dir / SPEC_JSON)
-    for path in _flat_paths(overrides or {}):
-        if not any(path == k or path.startswith(k + ".") for k in RESUMABLE_KEYS):
-            raise SpecError(f"cannot change {path} when resuming", "only train.steps, logging intervals, data.root, "
-                            "sample.* and eval.* may change; start a new run for anything else")
-    spec = validate_spec(deep_merge(saved, overrides or {}))
-    torch_device = resolve_device(device)
-    seed_everything(spec.seed)
-    trainer = Trainer(spec, device=torch_device, cli_data_root=cli_data_root, reporter=reporter, run_dir=run_dir)
-    if (run_dir / STATE_CKPT).exists():
-        trainer.restore()
-    else:
-        truncate_metrics(run_dir, 0)
-        if _stands_on_generator(spec):  # killed before its first checkpoint: read the generator again
-            parents = read_json(run_dir / RUN_JSON).get("parents") or [spec.hat.generator]
-            _install_generator(trainer, _generator_source(parents[0], run_dir.parent))
-    write_json(run_dir / SPEC_JSON, trainer.spec_doc)
-    update_run_json(run_dir, status="running", device=str(torch_device))
-    reporter.info(f"resuming {run_dir} at step {trainer.step}/{spec.train.steps}")
-    return _run_guarded(trainer)
+    """Continue ``run_dir`` from its last checkpoint; ``overrides`` may only touch RESUMABLE_KEYS. A run trained
+    on several processes resumes on as many."""
+    with session(device, collective=COLLECTIVE_ENDS) as procs:
+        reporter = (reporter or NullReporter()) if procs.main else NullReporter()
+        saved = read_json(run_dir / SPEC_JSON)
+        for path in _flat_paths(overrides or {}):
+            if not any(path == k or path.startswith(k + ".") for k in RESUMABLE_KEYS):
+                raise SpecError(f"cannot change {path} when resuming", "only train.steps, logging intervals, "
+                                "data.root, sample.* and eval.* may change; start a new run for anything else")
+        spec = validate_spec(deep_merge(saved, overrides or {}))
+        torch_device = procs.device
+        seed_everything(spec.seed)
+        trainer = Trainer(spec, device=torch_device, cli_data_root=cli_data_root, reporter=reporter, run_dir=run_dir,
+                          procs=procs)
+        if (run_dir / STATE_CKPT).exists():
+            trainer.restore()
+        else:
+            if procs.main:
+                truncate_metrics(run_dir, 0)
+            if _stands_on_generator(spec):  # killed before its first checkpoint: read the generator again
+                parents = read_json(run_dir / RUN_JSON).get("parents") or [spec.hat.generator]
+                _install_generator(trainer, _generator_source(parents[0], run_dir.parent))
+        if procs.main:
+            write_json(run_dir / SPEC_JSON, trainer.spec_doc)
+            update_run_json(run_dir, status="running", device=str(torch_device),
+                            **({"processes": procs.world, "backend": procs.backend} if procs.parallel else {}))
+        reporter.info(f"resuming {run_dir} at step {trainer.step}/{spec.train.steps}")
+        return _run_guarded(trainer)
 
 
 def _stands_on_generator(spec: RunSpec) -> bool:
@@ -352,15 +418,22 @@ def _install_generator(trainer: Trainer, source: GeneratorSource) -> None:
 
 
 def _run_guarded(trainer: Trainer) -> TrainResult:
+    main = trainer.procs.main
     try:
         return trainer.run()
-    except (Interrupted, DivergenceError):
+    except COLLECTIVE_ENDS:
         raise
     except KeyboardInterrupt:
-        update_run_json(trainer.run_dir, status="interrupted")
-        raise Interrupted(f"interrupted at step {trainer.step}", f"resume with: ebmctl train --resume {trainer.run_dir}") from None
+        if main:
+            update_run_json(trainer.run_dir, status="interrupted")
+        raise Interrupted(f"interrupted at step {trainer.step}", f"resume with: {trainer.resume_command()}") from None
     except BaseException as exc:
-        update_run_json(trainer.run_dir, status="failed", error=f"{type(exc).__name__}: {exc}"[:300])
+        if main:
+            update_run_json(trainer.run_dir, status="failed", error=f"{type(exc).__name__}: {exc}"[:300])
+        if trainer.procs.parallel and lost_peer(exc):
+            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            raise RunError(f"lost contact with another training process ({first})",
+                           f"see that process's error; then resume with: {trainer.resume_command()}") from exc
         raise
 
 

@@ -110,3 +110,20 @@ def test_to_float_passes_points_through():
     assert to_float(points, dequantize=True) is points
     with pytest.raises(TypeError):
         to_float(torch.zeros(3, dtype=torch.int64), dequantize=False)
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_process_parts_of_a_batch_make_up_the_batch(workers):
+    ds = _indexed(50)
+    whole = _take(BatchStream(ds, 16, seed=3), 5)
+    parts = [_take(BatchStream(ds, 16, seed=3, workers=workers, part=(r, 4)), 5) for r in range(4)]
+    for step, (x, y) in enumerate(whole):
+        assert torch.equal(torch.cat([p[step][0] for p in parts]), x)
+        assert torch.equal(torch.cat([p[step][1] for p in parts]), y)
+    resumed = _take(BatchStream(ds, 16, seed=3, start_step=3, part=(2, 4)), 2)
+    assert all(torch.equal(a[1], b[1]) for a, b in zip(parts[2][3:], resumed, strict=True))
+
+
+def test_a_batch_that_does_not_split_is_an_error():
+    with pytest.raises(SpecError, match="does not split into 3 equal parts"):
+        BatchStream(_indexed(50), 16, seed=0, part=(0, 3))
