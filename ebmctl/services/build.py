@@ -320,6 +320,10 @@ def _build_hat(spec: RunSpec, info: DataInfo, device: torch.device) -> Hat:
     net_spec, m, tr = spec.net, spec.method, spec.train
     assert isinstance(net_spec, HatNetSpec) and isinstance(m, HatMethodSpec)
     size = _check_square("hat", info, IMAGE_SIZES)
+    if spec.sampler.precision != "fp32" or spec.sampler.cuda_graph:
+        raise SpecError("sampler.precision and sampler.cuda_graph apply to the SGLD samplers; Hat EBM's joint "
+                        "sampler runs in fp32 (method.epsilon, method.epsilon_latent)",
+                        "drop --set sampler.precision / sampler.cuda_graph for hat runs")
     if m.mode == "synthesis" and spec.hat.generator is not None:
         raise SpecError("a synthesis Hat EBM trains its own generator from scratch",
                         "drop hat.generator, or use method.mode=refine or retrofit to build on a trained one")

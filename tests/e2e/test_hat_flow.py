@@ -288,3 +288,9 @@ def test_hat_refuses_16_px_images_with_a_hint(cli):
              "data.image_size")
     _refused(cli, ["train", "--preset", "hat-synth-shapes", *SYNTH_TINY, "--set", "data.image_size=16"], (1, 2),
              "data.image_size")
+
+
+@pytest.mark.parametrize("override", ["sampler.precision=bf16", "sampler.cuda_graph=true"])
+def test_hat_refuses_the_sgld_speed_options(cli, override):
+    _refused(cli, ["train", "--preset", "hat-synth-shapes", *SYNTH_TINY, "--set", override], (1, 2),
+             "joint sampler")

@@ -128,3 +128,15 @@ def test_sample_fid_uses_the_cached_judge(trained, cli, tmp_path):
     second = cli("--runs-dir", str(runs), "--json", "sample", "--steps", "2", "--n", "24", "--fid", "--out",
                  str(tmp_path / "f2"), runs_dir=False)
     assert second.code == 0 and "trained the shapes32 judge" not in second.err
+
+
+def test_sample_in_bf16_and_refuse_unknown_precision(trained, cli):
+    runs, _ = trained
+    result = cli("--runs-dir", str(runs), "--json", "sample", "--steps", "3", "--n", "4", "--precision", "bf16",
+                 runs_dir=False)
+    assert result.code == 0, result.err
+    out = Path(json.loads(result.out)["out"])
+    tensors, meta = load_tensors(out / "samples.safetensors")
+    assert meta["settings"]["precision"] == "bf16" and tensors["samples"].dtype == torch.float32
+    bad = cli("--runs-dir", str(runs), "sample", "--steps", "3", "--n", "4", "--precision", "fp16", runs_dir=False)
+    assert bad.code == 2 and "fp32, bf16" in bad.err and "Traceback" not in bad.err
