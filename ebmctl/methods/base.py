@@ -15,7 +15,6 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.nn.utils import parametrize
 
 from ebmctl.methods.parts import (
     EnergyModel,
@@ -156,7 +155,7 @@ class PersistentChainEbm(PixelRange, ModelState, ABC):
         if callback is not None and self.pixel_range != (0.0, 1.0):
             user_callback = callback
             callback = lambda k, x: user_callback(k, self.to_images(x))  # noqa: E731
-        with frozen(net), parametrize.cached():
+        with frozen(net):
             x = augmented_sgld(
                 energy or summed_energy(net, y),
                 x0,

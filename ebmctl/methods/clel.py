@@ -22,7 +22,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.nn.utils import parametrize
 
 from ebmctl.losses.contrastive import simclr_loss
 from ebmctl.methods.base import ChainSource, PersistentChainEbm
@@ -91,9 +90,6 @@ class Clel(PersistentChainEbm):
 
     # ------------------------------------------------------------------ training
 
-    def trained_models(self) -> list[EnergyModel]:
-        return [self.model, self.encoder]
-
     def replicate(self, replicas: Replicas) -> None:
         """Both nets are wrapped; the EBM and encoder batches are global, each process takes its part."""
         super().replicate(replicas)
@@ -105,7 +101,7 @@ class Clel(PersistentChainEbm):
         x_pos = x[: self.ebm_batch_size]
         net, encoder = self.net.train(), self.encoder.net.train()
         idx, x0 = self.chains.draw_slots(len(x_pos), self.device)
-        with frozen(net), parametrize.cached():
+        with frozen(net):
             x_neg = sgld_params(summed_energy(net), x0, self.sampler)
         self.chains.buffer.write(idx, x_neg)  # type: ignore[union-attr]
 

@@ -112,9 +112,6 @@ class Hat(PixelRange, ModelState):
 
     # ------------------------------------------------------------------ pieces
 
-    def trained_models(self) -> list[EnergyModel]:
-        return [self.model] if self.generator is None else [self.model, self.generator]
-
     def replicate(self, replicas: Replicas) -> None:
         """The hat network (and a synthesis generator) are wrapped; each process keeps its share of the bank."""
         super().replicate(replicas)

@@ -119,12 +119,12 @@ class EnergyModel:
         if ema is not None:
             self.ema_net = copy.deepcopy(net).eval()
             self.ema_net.requires_grad_(False)
-        self.wrapped: nn.Module | None = None
+        self.entry: nn.Module = _Entry(net)
 
     def replicate(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
         """Train as one of several processes: the loss's passes go through ``wrap`` (DistributedDataParallel),
         which makes every replica start from the same weights and averages the gradients in ``backward``."""
-        self.wrapped = wrap(_Entry(self.net))
+        self.entry = wrap(self.entry)
         if self.ema_net is not None and self.updates == 0:
             self.ema_net.load_state_dict(self.net.state_dict())  # the wrapper may have replaced the weights
 
@@ -134,9 +134,7 @@ class EnergyModel:
         Every pass whose output a loss backpropagates into the net's parameters goes through here, so that it
         reaches the gradient-averaging wrapper when one is installed; samplers, which freeze the parameters,
         call ``net`` itself."""
-        if self.wrapped is not None:
-            return self.wrapped(*args, entry=entry, **kwargs)
-        return (self.net if entry is None else getattr(self.net, entry))(*args, **kwargs)
+        return self.entry(*args, entry=entry, **kwargs)
 
     def lr_at(self, update: int) -> float:
         """The learning rate of update number ``update`` (0-based)."""
@@ -263,8 +261,8 @@ class Replicated:
     replicas: Replicas | None = None
 
     def trained_models(self) -> list[EnergyModel]:
-        """The models this method's training step updates."""
-        raise NotImplementedError
+        """The models this method's training step updates: every :class:`EnergyModel` it holds."""
+        return [v for v in vars(self).values() if isinstance(v, EnergyModel)]
 
     def replicate(self, replicas: Replicas) -> None:
         self.replicas = replicas
@@ -296,9 +294,6 @@ class ModelState(Replicated):
     """The trained net of a method held in one :class:`EnergyModel` called ``model``, with its save and load."""
 
     model: EnergyModel
-
-    def trained_models(self) -> list[EnergyModel]:
-        return [self.model]
 
     @property
     def net(self) -> nn.Module:
@@ -336,9 +331,6 @@ class GeneratorPair(PixelRange, Replicated):
 
     def models(self) -> dict[str, EnergyModel]:
         return {"generator": self.generator, self.PARTNER: getattr(self, self.PARTNER)}
-
-    def trained_models(self) -> list[EnergyModel]:
-        return list(self.models().values())
 
     def sample(self, n: int, *, ema: bool = True, callback: Callable[[int, Tensor], None] | None = None,
                **_: Any) -> Tensor:

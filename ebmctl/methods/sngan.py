@@ -45,7 +45,7 @@ class Sngan(GeneratorPair):
         self.last_negatives: Tensor | None = None
 
     def _fake(self, n: int) -> Tensor:
-        return self.generator.net(self.generator.net.sample_latent(n, device=self.device))
+        return self.generator.forward(self.generator.net.sample_latent(n, device=self.device))
 
     def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, float]:
         self.generator.net.train()
@@ -61,7 +61,7 @@ class Sngan(GeneratorPair):
         if self.discriminator.updates % self.n_dis == 0:
             disc.requires_grad_(False)
             try:
-                fake = self.generator.forward(self.generator.net.sample_latent(x.shape[0], device=self.device))
+                fake = self._fake(x.shape[0])
                 g_loss = hinge_generator_loss(disc(fake))
                 self.generator.step(g_loss)
             finally:

@@ -79,8 +79,8 @@ def test_without_the_launcher_variables_a_run_is_one_process(monkeypatch):
         assert procs.world == 1 and procs.main and not procs.parallel
         assert procs.agree({"loss": 1.5}, True) == ({"loss": 1.5}, True)
     monkeypatch.setenv("WORLD_SIZE", "two")
-    with pytest.raises(UsageError, match="WORLD_SIZE"), session("cpu"):
-        pass
+    with pytest.raises(UsageError, match="WORLD_SIZE"):
+        session("cpu").__enter__()  # joining must fail before any process group exists
 
 
 def test_the_launcher_passes_on_the_exit_code_that_explains_the_failure():
