@@ -12,12 +12,16 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import platform
 import re
+import shutil
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -25,7 +29,7 @@ from typing import Any
 
 from ebmctl import __version__
 from ebmctl.checkpoints import write_text_atomic
-from ebmctl.errors import RunError
+from ebmctl.errors import RunError, UsageError
 
 RUN_JSON = "run.json"
 SPEC_JSON = "spec.json"
@@ -34,11 +38,20 @@ MODEL_CKPT = "checkpoints/model.safetensors"
 STATE_CKPT = "checkpoints/state.safetensors"
 
 
+def user_path(text: str | Path) -> Path:
+    """``text`` as a path with ``~`` and ``~user`` expanded; an unknown user is a one-line error."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:
+        raise UsageError(f"cannot expand {str(text)!r}: no such user or home directory",
+                         "write the path out in full") from None
+
+
 def runs_root(override: str | Path | None = None) -> Path:
     """--runs-dir, else $EBMCTL_RUNS, else ./runs."""
     if override:
-        return Path(override).expanduser()
-    return Path(os.environ.get("EBMCTL_RUNS", "runs")).expanduser()
+        return user_path(override)
+    return user_path(os.environ.get("EBMCTL_RUNS", "runs"))
 
 
 def safe_name(name: str) -> str:
@@ -64,9 +77,81 @@ def _fresh_dir(parent: Path, stem: str, hint: str) -> Path:
     raise RunError(f"cannot create a directory under {parent}", hint)
 
 
-def new_run_dir(root: Path, name: str) -> Path:
-    """Create ``root/<name>-<timestamp>`` (with a numeric suffix if taken)."""
-    return _fresh_dir(root, f"{safe_name(name)}-{timestamp()}", "remove old runs or pass --runs-dir")
+def new_run_dir(root: Path, name: str, fill: Callable[[Path, str], None] | None = None) -> Path:
+    """Create ``root/<name>-<timestamp>`` (with a numeric suffix if taken).
+
+    With ``fill``, the directory appears whole: ``fill(folder, final_name)`` writes its first files into a hidden
+    folder beside it, which is then renamed into place, so a kill never leaves a run without its spec."""
+    stem = f"{safe_name(name)}-{timestamp()}"
+    if not is_inside(root / stem, root):  # safe_name already guarantees it; kept as a second lock
+        raise RunError(f"run name {name!r} leaves the runs directory {root}", "name the run without '/' or '..'")
+    if fill is None:
+        return _fresh_dir(root, stem, "remove old runs or pass --runs-dir")
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(1, 1000):
+        candidate = root / (stem if i == 1 else f"{stem}-{i}")
+        if candidate.exists():
+            continue
+        staging = Path(tempfile.mkdtemp(prefix=f".{candidate.name}.", suffix=".partial", dir=root))
+        try:
+            fill(staging, candidate.name)
+            if candidate.exists():
+                continue
+            os.rename(staging, candidate)
+            return candidate
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
+    raise RunError(f"cannot create a directory under {root}", "remove old runs or pass --runs-dir")
+
+
+def is_inside(path: Path, parent: Path) -> bool:
+    """Whether ``path`` lies strictly inside ``parent`` once ``..`` and symbolic links are resolved."""
+    inner, outer = user_path(path).resolve(), user_path(parent).resolve()
+    return inner != outer and inner.is_relative_to(outer)
+
+
+# ---------------------------------------------------------------------------------------- resources
+
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def ensure_writable(root: Path) -> None:
+    """Create ``root`` if needed and prove a file can be written there; else a one-line RunError."""
+    root = Path(root)
+    hint = "pass --runs-dir (or set $EBMCTL_RUNS) to a folder you can write to"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".ebmctl-write-test.", dir=root)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        if exc.errno in _NO_SPACE:
+            raise RunError(f"the disk holding {root} is full", "free space or pass --runs-dir on another disk") from None
+        reason = exc.strerror or type(exc).__name__
+        raise RunError(f"cannot write to the runs directory {root} ({reason})", hint) from None
+
+
+def check_free_space(path: Path, need_bytes: int) -> None:
+    """Raise a one-line RunError when the disk holding ``path`` has less than ``need_bytes`` free."""
+    probe = user_path(path).absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        free = shutil.disk_usage(probe).free
+    except OSError:
+        return  # cannot tell: the writes themselves report a full disk
+    if free < need_bytes:
+        raise RunError(f"only {_size(free)} free on the disk holding {path}; this needs about {_size(need_bytes)}",
+                       "free space or pass --runs-dir on another disk")
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
 
 
 def versions() -> dict[str, str]:
@@ -98,10 +183,11 @@ def update_run_json(run_dir: Path, **fields: Any) -> dict[str, Any]:
     return doc
 
 
-def start_run_json(run_dir: Path, *, preset: str | None, method: str, device: str, parents: list[str]) -> None:
+def start_run_json(run_dir: Path, *, preset: str | None, method: str, device: str, parents: list[str],
+                   name: str | None = None) -> None:
     update_run_json(
         run_dir,
-        name=run_dir.name,
+        name=name or run_dir.name,
         preset=preset,
         method=method,
         status="running",
@@ -165,7 +251,7 @@ def list_runs(root: Path) -> list[tuple[Path, dict[str, Any]]]:
         return []
     runs = []
     for child in root.iterdir():
-        if child.is_dir() and is_run_dir(child):
+        if child.is_dir() and not child.name.startswith(".") and is_run_dir(child):
             try:
                 runs.append((child, read_json(child / RUN_JSON)))
             except RunError:
@@ -183,17 +269,24 @@ def latest_run(root: Path, *, statuses: tuple[str, ...] = ("completed",)) -> Pat
 
 
 def resolve_run(ref: str | None, root: Path) -> RunRef:
-    """Resolve --run: ``latest`` (default), a run directory or its name, or a model checkpoint file."""
+    """Resolve --run: ``latest`` (default), a run directory or its name, or a model checkpoint file.
+
+    A name must resolve inside ``root`` (``../x`` or a link leading out is refused); a run directory or
+    checkpoint given by a path that exists may lie anywhere (it is read; outputs stay inside that run)."""
     if ref in (None, "", "latest"):
         run_dir = latest_run(root)
         return RunRef(run_dir, run_dir / MODEL_CKPT)
-    path = Path(ref).expanduser()
+    path = user_path(ref)
     if path.suffix == ".safetensors":
         if not path.is_file():
             raise RunError(f"checkpoint {path} does not exist", "give a run directory or a .safetensors checkpoint")
         run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
         return RunRef(run_dir, path)
-    for candidate in (path, root / ref):
+    named = root / ref
+    if not path.is_dir() and not path.is_absolute() and not is_inside(named, root):  # a name, not a path
+        raise UsageError(f"--run {ref} leaves the runs directory {root}",
+                         f"give the name of a run under {root}, or the path of a run directory")
+    for candidate in (path, named):
         if candidate.is_dir():
             if not is_run_dir(candidate):
                 raise RunError(f"{candidate} is not a run directory (no spec.json/run.json)",
@@ -202,10 +295,20 @@ def resolve_run(ref: str | None, root: Path) -> RunRef:
     raise RunError(f"run {ref!r} does not exist", f"runs live under {root}; use --run latest or a directory there")
 
 
+def out_path(run_dir: Path, out: str | Path) -> Path:
+    """Where ``--out`` points: taken relative to the run directory, and refused unless it lies inside it
+    (after ``..`` and symbolic links), so that no output escapes the run (and so the runs directory)."""
+    path = Path(os.path.normpath(Path(run_dir) / user_path(out)))
+    if not is_inside(path, run_dir):
+        raise UsageError(f"--out {out} is outside the run directory {run_dir}",
+                         "give a folder inside the run, e.g. --out my-samples (taken relative to the run)")
+    return path
+
+
 def command_dir(run_dir: Path, command: str, out: str | Path | None = None) -> Path:
-    """A fresh output folder for a command: ``--out`` or ``<run>/<command>/<timestamp>``."""
+    """A fresh output folder for a command: ``--out`` (inside the run) or ``<run>/<command>/<timestamp>``."""
     if out is not None:
-        path = Path(out).expanduser()
+        path = out_path(run_dir, out)
         path.mkdir(parents=True, exist_ok=True)
         return path
     return _fresh_dir(run_dir / command, timestamp(), "pass --out")

@@ -20,9 +20,10 @@ from ebmctl.errors import SpecError
 
 
 class Section(BaseModel):
-    """Base of every spec section: unknown keys are errors, values are validated on assignment."""
+    """Base of every spec section: unknown keys are errors, values are validated on assignment, and no number
+    may be NaN or infinite."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -55,7 +56,7 @@ class IcdResNetSpec(Section):
     norm: bool = Field(True, description="InstanceNorm (<=128 ch) / GroupNorm(32) inside residual blocks.")
     spectral_norm: bool = Field(False, description="Spectrally normalised convs instead of weight standardisation.")
     label_maps: int = Field(
-        10, ge=0, description="Width of the FiLM label maps the released code builds in every block (unused "
+        10, ge=0, le=1024, description="Width of the FiLM label maps the released code builds in every block (unused "
         "when unconditional; 10 reproduces its parameter count, 0 drops them)."
     )
 
@@ -80,6 +81,20 @@ class MlpSpec(Section):
     depth: int = Field(3, ge=1, le=32, description="Hidden layers.")
 
 
+def _check_betas(key: str, betas: tuple[float, float]) -> None:
+    if not all(0 <= b < 1 for b in betas):
+        raise ValueError(f"{key} must be two Adam betas, each at least 0 and below 1")
+
+
+def _check_normalisation(mean: tuple[float, ...] | None, std: tuple[float, ...] | None) -> None:
+    """Per-channel input statistics: one value or three (per RGB channel), and a positive std."""
+    for key, values in (("mean", mean), ("std", std)):
+        if values is not None and len(values) not in (1, 3):
+            raise ValueError(f"{key} lists one value per channel: 1 or 3 of them, not {len(values)}")
+    if std is not None and min(std) <= 0:
+        raise ValueError("std must be positive")
+
+
 class ClelResNetSpec(Section):
     name: Literal["clel_resnet"] = "clel_resnet"
     channels: tuple[int, ...] = Field(
@@ -99,6 +114,9 @@ class ClelResNetSpec(Section):
             raise ValueError("channels and blocks must list the same number of stages")
         if min(self.channels) < 1 or min(self.blocks) < 1:
             raise ValueError("channels and blocks must be positive")
+        if max(self.channels) > 8192 or max(self.blocks) > 64:
+            raise ValueError("channels must be at most 8192 and blocks at most 64 per stage")
+        _check_normalisation(self.mean, self.std)
         return self
 
 
@@ -121,6 +139,10 @@ class CebmConvSpec(Section):
     def _layers(self) -> CebmConvSpec:
         if not self.channels or not len(self.channels) == len(self.kernels) == len(self.strides) == len(self.paddings):
             raise ValueError("channels, kernels, strides and paddings must list the same number of convs")
+        if not all(1 <= c <= 8192 for c in self.channels):
+            raise ValueError("channels must lie between 1 and 8192")
+        if not all(1 <= k <= 64 for k in (*self.kernels, *self.strides)) or not all(0 <= p <= 64 for p in self.paddings):
+            raise ValueError("kernels and strides must lie between 1 and 64, paddings between 0 and 64")
         return self
 
 
@@ -135,6 +157,11 @@ class ResNetEncoderSpec(Section):
     normalize: bool = Field(False, description="Standardise inputs with mean/std first.")
     mean: tuple[float, ...] | None = Field(None, description="Per-channel input mean (None: CIFAR-10's).")
     std: tuple[float, ...] | None = Field(None, description="Per-channel input std (None: CIFAR-10's).")
+
+    @model_validator(mode="after")
+    def _normalisation(self) -> ResNetEncoderSpec:
+        _check_normalisation(self.mean, self.std)
+        return self
 
 
 class SnganSpec(Section):
@@ -197,7 +224,7 @@ class BufferSpec(Section):
         "fifo", description="fifo: newest replace oldest; reservoir: uniform over all negatives ever seen; "
         "slots: chains drawn from random slots and written back to them (CLEL)."
     )
-    size: int = Field(10_000, ge=1, description="Capacity in samples.")
+    size: int = Field(10_000, ge=1, le=10_000_000, description="Capacity in samples.")
     reinit: float = Field(0.05, ge=0, le=1, description="Probability that a chain restarts from uniform noise.")
     uint8: bool = Field(True, description="Store images as uint8 (dequantised on draw).")
     augment: bool = Field(False, description="Apply a random augmentation to every draw (ICD's transitions).")
@@ -222,6 +249,9 @@ class AugmentSpec(Section):
         lo, hi = self.crop_scale
         if not 0 < lo <= hi <= 1:
             raise ValueError("crop_scale must be [low, high] with 0 < low <= high <= 1")
+        if min(self.jitter[:3]) < 0 or not 0 <= self.jitter[3] <= 0.5:
+            raise ValueError("jitter must be [brightness, contrast, saturation, hue] with the first three >= 0 and "
+                             "hue between 0 and 0.5")
         return self
 
 
@@ -238,9 +268,32 @@ class TrainSpec(Section):
     weight_decay: float = Field(0.0, ge=0, description="L2 weight decay of the optimiser.")
     grad_clip: float | None = Field(None, gt=0, description="Clip the parameter-gradient norm (None: off).")
     ema: float | None = Field(None, ge=0, lt=1, description="EMA decay of the weights (None: no EMA).")
-    log_every: int = Field(10, ge=1, description="Steps between lines of metrics.jsonl.")
-    checkpoint_every: int = Field(1000, ge=1, description="Steps between checkpoints (and at the end).")
-    sample_every: int = Field(1000, ge=1, description="Steps between grids of training negatives.")
+    log_every: int = Field(10, ge=1, le=100_000_000, description="Steps between lines of metrics.jsonl.")
+    checkpoint_every: int = Field(1000, ge=1, le=100_000_000, description="Steps between checkpoints (and at the end).")
+    sample_every: int = Field(1000, ge=1, le=100_000_000, description="Steps between grids of training negatives.")
+
+    @model_validator(mode="after")
+    def _betas(self) -> TrainSpec:
+        _check_betas("betas", self.betas)
+        return self
+
+
+class GuardSpec(Section):
+    """The divergence guard: what counts as a run going wrong, and what a rollback changes (docs/reliability.md)."""
+
+    enabled: bool = Field(True, description="Roll a diverging run back to its last good checkpoint (off: stop at "
+                          "the first non-finite value).")
+    max_energy: float | None = Field(1e6, gt=0, description="Largest |E+| or |E-| (batch means) of a healthy run "
+                                     "(None: no limit).")
+    max_gap: float | None = Field(None, gt=0, description="Largest |E+ - E-| of a healthy run (None: no limit).")
+    min_diversity: float = Field(0.05, ge=0, description="Smallest spread of the negatives across the batch, "
+                                 "relative to the data batch's, before they count as collapsed (0: off).")
+    max_rollbacks: int = Field(3, ge=0, le=1000, description="Rollbacks before the run stops as diverged.")
+    lr_factor: float = Field(0.5, gt=0, le=1, description="Each rollback multiplies every learning rate by this.")
+    step_size_factor: float = Field(1.0, gt=0, le=1, description="Each rollback multiplies the Langevin step size "
+                                    "(Hat EBM: both epsilons) by this.")
+    reinit_buffer: bool = Field(True, description="Each rollback empties the replay buffers (chains restart from "
+                                "noise).")
 
 
 class SampleSpec(Section):
@@ -249,8 +302,8 @@ class SampleSpec(Section):
     steps: int = Field(100, ge=1, le=1_000_000, description="Langevin steps from the initial chains.")
     n: int = Field(64, ge=1, le=1_000_000, description="Number of samples.")
     init: Literal["noise", "buffer"] = Field("noise", description="Start from uniform noise or the replay buffer.")
-    aug_every: int = Field(0, ge=0, description="Augment the chains every K steps (0: never; ICD Algorithm 2).")
-    plain_steps: int = Field(0, ge=0, description="Final steps without augmentation.")
+    aug_every: int = Field(0, ge=0, le=1_000_000, description="Augment the chains every K steps (0: never; ICD Algorithm 2).")
+    plain_steps: int = Field(0, ge=0, le=1_000_000, description="Final steps without augmentation.")
     step_size: float | None = Field(None, gt=0, description="Step size (None: the training sampler's).")
     noise: float | None = Field(None, ge=0, description="Noise (None: the training sampler's).")
 
@@ -259,10 +312,10 @@ class EvalSpec(Section):
     inception_weights: str | None = Field(
         None, description="Local Inception-v3 weights for FID/KID (pt_inception-2015-12-05); else the judge."
     )
-    fid_samples: int = Field(1000, ge=10, description="Samples (and reference images) for --fid.")
-    judge_steps: int = Field(1500, ge=10, description="Training steps of the in-domain judge on first use.")
+    fid_samples: int = Field(1000, ge=10, le=1_000_000, description="Samples (and reference images) for --fid.")
+    judge_steps: int = Field(1500, ge=10, le=10_000_000, description="Training steps of the in-domain judge on first use.")
     attribute_judge_steps: int | None = Field(
-        None, ge=1, description="Training steps of the attribute judge of compose (None: 1000 for the CNN, 4000 "
+        None, ge=1, le=10_000_000, description="Training steps of the attribute judge of compose (None: 1000 for the CNN, 4000 "
         "for CelebA's ResNet-18)."
     )
 
@@ -284,11 +337,11 @@ class IcdMethodSpec(Section):
     l2: float = Field(1.0, ge=0, description="Coefficient of E+^2 + E-^2.")
     kl: bool = Field(True, description="KL term L_opt: energy of the last step, differentiated through it.")
     kl_coeff: float = Field(1.0, ge=0, description="Weight of L_opt.")
-    kl_chains: int = Field(128, ge=1, description="Chains differentiated through their last step.")
+    kl_chains: int = Field(128, ge=1, le=65_536, description="Chains differentiated through their last step.")
     entropy: bool = Field(True, description="Nearest-neighbour entropy term L_ent on the differentiable last step.")
     entropy_coeff: float = Field(0.3, ge=0, description="Weight of L_ent.")
-    entropy_refs: int = Field(100, ge=1, description="Augmented buffer samples the nearest neighbour is taken over.")
-    entropy_min_buffer: int = Field(1000, ge=1, description="Buffer fill below which L_ent is skipped.")
+    entropy_refs: int = Field(100, ge=1, le=65_536, description="Augmented buffer samples the nearest neighbour is taken over.")
+    entropy_min_buffer: int = Field(1000, ge=1, le=10_000_000, description="Buffer fill below which L_ent is skipped.")
     condition: str | None = Field(
         None, description="Train a conditional model: 'class', or one binary attribute of the dataset (e.g. "
         "'smiling'), whose models compose with `ebmctl compose --runs`."
@@ -313,9 +366,9 @@ class ClelMethodSpec(Section):
     encoder_momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum of the encoder.")
     encoder_weight_decay: float = Field(5e-4, ge=0, description="SGD weight decay of the encoder.")
     encoder_batch_size: int | None = Field(
-        None, ge=1, description="Images per step for the encoder (large: 256); None: train.batch_size."
+        None, ge=1, le=65_536, description="Images per step for the encoder (large: 256); None: train.batch_size."
     )
-    warmup: int = Field(2000, ge=0, description="Linear learning-rate warm-up steps of the EBM.")
+    warmup: int = Field(2000, ge=0, le=100_000_000, description="Linear learning-rate warm-up steps of the EBM.")
     ema_halflife: float = Field(
         20000, gt=0, description="EMA half-life in images: decay 0.5^(batch/halflife), on after halflife/batch steps."
     )
@@ -323,7 +376,7 @@ class ClelMethodSpec(Section):
     guidance: float | None = Field(
         None, ge=0, description="beta of E(x|z) in conditional sampling and composition (None: beta)."
     )
-    latent_examples: int = Field(500, ge=1, description="Labelled examples averaged into a class or attribute latent.")
+    latent_examples: int = Field(500, ge=1, le=1_000_000, description="Labelled examples averaged into a class or attribute latent.")
 
 
 class CebmMethodSpec(Section):
@@ -373,7 +426,12 @@ class HatMethodSpec(Section):
     generator_lr: float = Field(1e-4, gt=0, description="Adam learning rate of the generator (synthesis).")
     generator_betas: tuple[float, float] = Field((0.9, 0.999), description="Adam betas of the generator (synthesis).")
     generator_loss_factor: float = Field(1000.0, gt=0, description="Scale of the generator's MSE loss (synthesis).")
-    bank_size: int = Field(10_000, ge=1, description="Pairs (z, sample) in the synthesis bank.")
+    bank_size: int = Field(10_000, ge=1, le=10_000_000, description="Pairs (z, sample) in the synthesis bank.")
+
+    @model_validator(mode="after")
+    def _betas(self) -> HatMethodSpec:
+        _check_betas("generator_betas", self.generator_betas)
+        return self
 
 
 class AeMethodSpec(Section):
@@ -435,6 +493,7 @@ class RunSpec(Section):
     sample: SampleSpec = Field(default_factory=SampleSpec)
     eval: EvalSpec = Field(default_factory=EvalSpec)
     hat: HatSpec = Field(default_factory=HatSpec, description="Hat EBM: the generator it stands on.")
+    guard: GuardSpec = Field(default_factory=GuardSpec, description="Divergence guard of training.")
 
     @model_validator(mode="before")
     @classmethod
@@ -659,17 +718,84 @@ def validate_spec(tree: dict[str, Any]) -> RunSpec:
         return RunSpec.model_validate(_nones(tree))
     except ValidationError as exc:
         err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"] if not _is_union_tag(p))
+        loc = err["loc"]
+        parts = [str(p) for i, p in enumerate(loc) if not (i and loc[i - 1] in ("method", "net") and _is_union_tag(p))]
+        where = ".".join(parts)
+        key = ".".join(str(p) for p in parts[: next((i for i, p in enumerate(parts) if p.isdigit()), len(parts))])
         got = err.get("input")
         shown = "" if isinstance(got, dict) else f" (got {json.dumps(got, default=str)})"
+        field = _field_at(loc)
+        expected = _expected(field) if field is not None else None
         raise SpecError(
             f"bad value for {where or 'spec'}: {err['msg'].removeprefix('Value error, ')}{shown}",
+            f"{key} takes {expected}; see docs/presets.md" if expected else
             "see `ebmctl presets show NAME` for valid values, or docs/presets.md",
         ) from None
 
 
 def _is_union_tag(part: Any) -> bool:
     return isinstance(part, str) and part in {n for a in (MethodSpec, NetSpec) for n in union_names(a)}
+
+
+def _field_at(loc: tuple[Any, ...]) -> Any:
+    """The FieldInfo a pydantic error location points at (None when it points at a section or list item)."""
+    node: Any = RunSpec  # a model, or a discriminated union of models whose tag comes next
+    field = None
+    for part in loc:
+        if not isinstance(part, str):  # an item of a list: the list's field
+            return field if node is None else None
+        if node is None:
+            return None
+        if isinstance(node, type) and issubclass(node, BaseModel):
+            if part not in node.model_fields:
+                return None
+            field = node.model_fields[part]
+            node = _model_or_union(field.annotation)
+        else:
+            members = [m for m in typing.get_args(node) if m.model_fields["name"].default == part]
+            if not members:
+                return None
+            node, field = members[0], None
+    return field if node is None else None
+
+
+def _model_or_union(annotation: Any) -> Any:
+    if typing.get_origin(annotation) is Annotated:
+        annotation = typing.get_args(annotation)[0]
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return annotation if union_names(annotation) else None
+
+
+def _expected(field: Any) -> str | None:
+    """What a scalar field accepts, in words: its type, range or choices (None for anything else)."""
+    annotation = field.annotation
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    optional = len(args) < len(typing.get_args(annotation))
+    kind = args[0] if optional and len(args) == 1 else annotation
+    bounds = []
+    for meta in field.metadata:
+        for attr, sign in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+            if getattr(meta, attr, None) is not None:
+                bounds.append(f"{sign} {getattr(meta, attr):_}".replace("_", ","))
+    limits = f" {' and '.join(bounds)}" if bounds else ""
+    if kind is bool:
+        text = "true or false"
+    elif kind is int:
+        text = f"an integer{limits}"
+    elif kind is float:
+        text = f"a finite number{limits}"
+    elif kind is str:
+        text = "a string"
+    elif typing.get_origin(kind) is Literal:
+        text = "one of " + ", ".join(str(c) for c in typing.get_args(kind))
+    elif typing.get_origin(kind) is tuple:
+        items = typing.get_args(kind)
+        what = "integers" if items and items[0] is int else "finite numbers"
+        text = f"a list of {what}" if Ellipsis in items else f"a list of {len(items)} {what}"
+    else:
+        return None
+    return text + (" (or none)" if optional else "")
 
 
 # -------------------------------------------------------------------------------------------- presets
@@ -686,7 +812,12 @@ def preset_names() -> list[str]:
 
 def preset_path(name_or_path: str) -> Path:
     """Resolve a preset name or a path to a TOML file."""
-    candidate = Path(name_or_path).expanduser()
+    if not name_or_path or "\x00" in name_or_path:
+        raise SpecError(f"{name_or_path!r} is not a preset name or path", "list presets with `ebmctl presets list`")
+    try:
+        candidate = Path(name_or_path).expanduser()
+    except RuntimeError:  # ~user of a user that does not exist
+        raise SpecError(f"preset file {name_or_path} does not exist", "write the path without ~user") from None
     if candidate.suffix == ".toml" or "/" in name_or_path:
         if not candidate.is_file():
             raise SpecError(f"preset file {name_or_path} does not exist", "give a preset name or a path to a .toml file")
@@ -702,8 +833,16 @@ def read_preset(name_or_path: str) -> dict[str, Any]:
     path = preset_path(name_or_path)
     try:
         tree = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+    except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"preset {path} is not valid TOML ({exc})", "fix the file's syntax") from None
+    except UnicodeDecodeError:
+        raise SpecError(f"preset {path} is not UTF-8 text", "a preset is a TOML file saved as UTF-8") from None
+    except OSError as exc:
+        raise SpecError(f"cannot read preset {path} ({exc.strerror or type(exc).__name__})",
+                        "check the file's permissions") from None
+    if not tree:
+        raise SpecError(f"preset {path} sets nothing", "a preset sets at least one key, e.g. [method] name = \"icd\"; "
+                        "see `ebmctl presets show quickstart`")
     return tree
 
 
@@ -720,7 +859,7 @@ def preset_header(path: Path) -> list[str]:
 def method_defaults(tree: dict[str, Any]) -> dict[str, Any]:
     method = tree.get("method", {})
     name = method if isinstance(method, str) else method.get("name", "icd") if isinstance(method, dict) else "icd"
-    if name not in METHOD_DEFAULTS:
+    if not isinstance(name, str) or name not in METHOD_DEFAULTS:
         raise SpecError(f"unknown method {name!r}", _did_you_mean(str(name), list(METHOD_NAMES)))
     return METHOD_DEFAULTS[name]
 
@@ -741,6 +880,9 @@ def resolve_spec(
         set_path(tree, path, value)
     tree = _normalise(tree)
     method = tree.setdefault("method", {})
+    if not isinstance(method, dict):
+        raise SpecError(f"method must be a method name or a [method] table, not {json.dumps(method, default=str)}",
+                        f"choices: {', '.join(METHOD_NAMES)}")
     method.setdefault("name", RunSpec.model_fields["method"].default_factory().name)
     merged = deep_merge(method_defaults(tree), tree)
     return validate_spec(merged)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,7 +12,10 @@ import typer
 from rich.table import Table
 
 from ebmctl.console import RichReporter, stdout
+from ebmctl.errors import UsageError
 from ebmctl.runs import runs_root
+
+SEED_MAX = 2**31 - 1  # the largest seed a spec takes (seed of a run)
 
 
 @dataclass
@@ -44,6 +49,33 @@ def emit(opts: GlobalOptions, doc: dict[str, Any], table: Table | str | None = N
         stdout.print_json(json.dumps(doc, default=str))
     elif table is not None:
         stdout.print(table)
+
+
+def check_number(option: str, value: float | None, *, minimum: float | None = None, positive: bool = False) -> None:
+    """Refuse NaN, infinities, and values below ``minimum`` (or not above 0 with ``positive``) of a float option."""
+    if value is None:
+        return
+    low_ok = (value > 0 if positive else True) and (minimum is None or value >= minimum)
+    if math.isfinite(value) and low_ok:
+        return
+    bound = " above 0" if positive else (f" of at least {minimum:g}" if minimum is not None else "")
+    raise UsageError(f"{option} must be a finite number{bound}, got {value:g}",
+                     f"leave {option} out for the run's own value" if option != "--alpha" else "e.g. --alpha 0.5")
+
+
+def check_datasets(option: str, names: list[str], split: str | None = None) -> None:
+    """Refuse an unknown dataset name (with a suggestion) or a split that one of ``names`` lacks."""
+    from ebmctl.data.registry import dataset_entry, dataset_names
+
+    known = dataset_names()
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name.lower(), known, n=1, cutoff=0.5)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise UsageError(f"{option}: unknown dataset {name!r}", f"{hint}datasets: {', '.join(known)}")
+        splits = dataset_entry(name).splits
+        if split is not None and split not in splits:
+            raise UsageError(f"--split {split!r}: {name} has no such split", f"use one of: {', '.join(splits)}")
 
 
 def split_list(value: str | None) -> list[str]:

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ebmctl.cli.common import emit, examples, options, split_list
+from ebmctl.cli.common import SEED_MAX, check_number, emit, examples, options, split_list
 from ebmctl.services.compose import ComposeOptions, ComposeResult
 from ebmctl.services.compose import compose as run_compose
 
@@ -33,9 +33,9 @@ def compose(
     run: Annotated[str, typer.Option("--run", "-r", help="The clel run of --attrs: a directory, checkpoint or "
                                      "latest.")] = "latest",
     op: Annotated[str, typer.Option("--op", help="How --runs combine: and (sum of energies) or or (soft-min).")] = "and",
-    n: Annotated[int, typer.Option("--n", help="Number of samples.", min=1)] = 64,
+    n: Annotated[int, typer.Option("--n", help="Number of samples.", min=1, max=1_000_000)] = 64,
     steps: Annotated[int | None, typer.Option("--steps", help="Langevin steps (default: the run's sample.steps).",
-                                              min=1)] = None,
+                                              min=1, max=1_000_000)] = None,
     step_size: Annotated[float | None, typer.Option(
         "--step-size", help="Step size (default: the run's, divided by the number of models).")] = None,
     noise: Annotated[float | None, typer.Option("--noise", help="Langevin noise (default: the run's).")] = None,
@@ -44,12 +44,17 @@ def compose(
     alpha: Annotated[float, typer.Option("--alpha", help="Weight of negated runs.", min=0)] = 1.0,
     no_baseline: Annotated[bool, typer.Option("--no-baseline", help="Skip the unconditional baseline.")] = False,
     no_judge: Annotated[bool, typer.Option("--no-judge", help="Skip the attribute judge.")] = False,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the chains.", min=0)] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the chains.", min=0, max=SEED_MAX)] = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Chains sampled at once.", min=1)] = 128,
     no_ema: Annotated[bool, typer.Option("--no-ema", help="Use the raw weights, not the EMA.")] = False,
-    out: Annotated[str | None, typer.Option("--out", help="Output folder (default: <run>/compose/<timestamp>).")] = None,
+    out: Annotated[str | None, typer.Option("--out", help="Output folder, taken relative to the directory of the clel run (or of the "
+        "first of --runs) and kept inside it (default: <run>/compose/<timestamp>).")] = None,
 ) -> None:
     opts = options(ctx)
+    check_number("--step-size", step_size, positive=True)
+    check_number("--noise", noise, minimum=0)
+    check_number("--beta", beta, minimum=0)
+    check_number("--alpha", alpha, minimum=0)
     copts = ComposeOptions(attrs=split_list(attrs), runs=split_list(runs), op=op, n=n, steps=steps,
                            step_size=step_size, noise=noise, beta=beta, alpha=alpha, baseline=not no_baseline,
                            judge=not no_judge, seed=seed, batch_size=batch_size, ema=not no_ema, out=out)

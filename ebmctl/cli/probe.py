@@ -7,8 +7,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ebmctl.cli.common import emit, examples, options
-from ebmctl.runs import resolve_run
+from ebmctl.cli.common import check_datasets, emit, examples, options
+from ebmctl.runs import out_path, resolve_run
 from ebmctl.services.probe import ProbeOptions, ProbeResult, parse_shots
 from ebmctl.services.probe import probe as run_probe
 
@@ -41,13 +41,19 @@ def probe(
     test_n: Annotated[int | None, typer.Option("--test-n", help="Use at most this many test images.", min=1)] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images encoded at once.", min=1)] = 256,
     no_ema: Annotated[bool, typer.Option("--no-ema", help="Use the raw weights, not the EMA.")] = False,
-    out_dir: Annotated[str | None, typer.Option("--out", help="Output folder (default: <run>/probe/<timestamp>).")] = None,
+    out_dir: Annotated[str | None, typer.Option("--out", help="Output folder, taken relative to the run directory and kept inside it "
+        "(default: <run>/probe/<timestamp>).")] = None,
 ) -> None:
     opts = options(ctx)
+    check_datasets("--dataset", [dataset] if dataset is not None else [])
+    check_datasets("--transfer", [transfer] if transfer is not None else [])
     popts = ProbeOptions(dataset=dataset, shots=parse_shots(shots), seeds=seeds, knn=knn, transfer=transfer,
                          pixels=pixels, train_n=train_n, test_n=test_n, batch_size=batch_size, ema=not no_ema,
                          out=out_dir)
-    result = run_probe(resolve_run(run, opts.runs), popts, device=opts.device, cli_data_root=opts.data_root,
+    ref = resolve_run(run, opts.runs)
+    if out_dir is not None:
+        out_path(ref.run_dir, out_dir)  # refuse an --out outside the run before any work
+    result = run_probe(ref, popts, device=opts.device, cli_data_root=opts.data_root,
                        reporter=opts.reporter())
     emit(opts, result.to_dict(), _table(result))
 

@@ -7,8 +7,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ebmctl.cli.common import emit, examples, options
-from ebmctl.runs import resolve_run
+from ebmctl.cli.common import SEED_MAX, emit, examples, options
+from ebmctl.runs import out_path, resolve_run
 from ebmctl.services.refine import RefineOptions, RefineResult
 from ebmctl.services.refine import refine as run_refine
 
@@ -26,20 +26,26 @@ EPILOG = examples(
 def refine(
     ctx: typer.Context,
     run: Annotated[str, typer.Option("--run", "-r", help="Hat EBM run directory, model checkpoint, or latest.")] = "latest",
-    n: Annotated[int | None, typer.Option("--n", help="Samples to refine (default: the run's sample.n).", min=1)] = None,
+    n: Annotated[int | None, typer.Option("--n", help="Samples to refine (default: the run's sample.n).", min=1,
+                                          max=1_000_000)] = None,
     steps: Annotated[int | None, typer.Option(
-        "--steps", help="Langevin steps (default: the run's sample.steps, the training chains' length).", min=1)] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the latents and the chains.", min=0)] = 0,
+        "--steps", help="Langevin steps (default: the run's sample.steps, the training chains' length).", min=1,
+        max=1_000_000)] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the latents and the chains.", min=0, max=SEED_MAX)] = 0,
     no_fid: Annotated[bool, typer.Option("--no-fid", help="Skip FID/KID (pictures only).")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Chains run at once.", min=1)] = 128,
     chains: Annotated[int, typer.Option("--chains", help="Chains shown in chains.png.", min=1, max=64)] = 8,
     snapshots: Annotated[int, typer.Option("--snapshots", help="Columns of chains.png.", min=2, max=64)] = 8,
-    out: Annotated[str | None, typer.Option("--out", help="Output folder (default: <run>/refine/<timestamp>).")] = None,
+    out: Annotated[str | None, typer.Option("--out", help="Output folder, taken relative to the run directory and kept inside it "
+        "(default: <run>/refine/<timestamp>).")] = None,
 ) -> None:
     opts = options(ctx)
     ropts = RefineOptions(n=n, steps=steps, seed=seed, fid=not no_fid, batch_size=batch_size, chains=chains,
                           snapshots=snapshots, out=out)
-    result = run_refine(resolve_run(run, opts.runs), ropts, device=opts.device, cli_data_root=opts.data_root,
+    ref = resolve_run(run, opts.runs)
+    if out is not None:
+        out_path(ref.run_dir, out)  # refuse an --out outside the run before any work
+    result = run_refine(ref, ropts, device=opts.device, cli_data_root=opts.data_root,
                         reporter=opts.reporter())
     emit(opts, result.to_dict(), _table(result))
 

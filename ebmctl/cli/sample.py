@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ebmctl.cli.common import emit, examples, kv_table, options
+from ebmctl.cli.common import SEED_MAX, check_number, emit, examples, kv_table, options
 from ebmctl.runs import resolve_run
 from ebmctl.services.sample import SampleOptions, SampleResult
 from ebmctl.services.sample import sample as run_sample
@@ -27,15 +27,20 @@ EPILOG = examples(
 def sample(
     ctx: typer.Context,
     run: Annotated[str, typer.Option("--run", "-r", help="Run directory, model checkpoint, or latest.")] = "latest",
-    steps: Annotated[int | None, typer.Option("--steps", help="Langevin steps (default: the run's sample.steps).", min=1)] = None,
-    n: Annotated[int | None, typer.Option("--n", help="Number of samples (default: the run's sample.n).", min=1)] = None,
+    steps: Annotated[int | None, typer.Option("--steps", help="Langevin steps (default: the run's sample.steps).", min=1,
+                                              max=1_000_000)] = None,
+    n: Annotated[int | None, typer.Option("--n", help="Number of samples (default: the run's sample.n).", min=1,
+                                          max=1_000_000)] = None,
     init: Annotated[str | None, typer.Option("--init", help="Start chains from: noise or buffer.")] = None,
-    aug_every: Annotated[int | None, typer.Option("--aug-every", help="Augment chains every K steps (0: never).", min=0)] = None,
-    plain_steps: Annotated[int | None, typer.Option("--plain-steps", help="Final steps without augmentation.", min=0)] = None,
+    aug_every: Annotated[int | None, typer.Option("--aug-every", help="Augment chains every K steps (0: never).", min=0,
+                                                  max=1_000_000)] = None,
+    plain_steps: Annotated[int | None, typer.Option("--plain-steps", help="Final steps without augmentation.", min=0,
+                                                    max=1_000_000)] = None,
     step_size: Annotated[float | None, typer.Option("--step-size", help="Override the sampler's step size.")] = None,
     noise: Annotated[float | None, typer.Option("--noise", help="Override the sampler's noise.")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the chains.", min=0)] = 0,
-    out: Annotated[str | None, typer.Option("--out", help="Output folder (default: <run>/sample/<timestamp>).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the chains.", min=0, max=SEED_MAX)] = 0,
+    out: Annotated[str | None, typer.Option("--out", help="Output folder, taken relative to the run directory and kept inside it "
+        "(default: <run>/sample/<timestamp>).")] = None,
     no_ema: Annotated[bool, typer.Option("--no-ema", help="Use the raw weights, not the EMA.")] = False,
     fid: Annotated[bool, typer.Option("--fid", help="Report FID, KID and precision/recall against the run's data.")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Chains sampled at once.", min=1)] = 128,
@@ -49,12 +54,15 @@ def sample(
         "--precision", help="Energy precision in the sampler: fp32 or bf16 (default: the run's sampler.precision).")] = None,
 ) -> None:
     opts = options(ctx)
+    check_number("--step-size", step_size, positive=True)
+    check_number("--noise", noise, minimum=0)
+    check_number("--beta", beta, minimum=0)
     sopts = SampleOptions(n=n, steps=steps, init=init, aug_every=aug_every, plain_steps=plain_steps,
                           step_size=step_size, noise=noise, seed=seed, ema=not no_ema, fid=fid, batch_size=batch_size,
                           out=out, like=like, class_label=class_label, beta=beta,
                           precision=precision)
-    result = run_sample(resolve_run(run, opts.runs), sopts, device=opts.device, cli_data_root=opts.data_root,
-                        reporter=opts.reporter())
+    result = run_sample(resolve_run(run, opts.runs), sopts, device=opts.device,
+                        cli_data_root=opts.data_root, reporter=opts.reporter())
     emit(opts, result.to_dict(), _table(result))
 
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from ebmctl.cli.common import GlobalOptions, emit, examples, kv_table, options
 from ebmctl.console import stdout
-from ebmctl.errors import UsageError
+from ebmctl.errors import SpecError, UsageError
 from ebmctl.runs import SPEC_JSON, STATE_CKPT, latest_run, read_json, resolve_run
 from ebmctl.services import distributed
 from ebmctl.services import train as service
@@ -58,15 +59,16 @@ def train(
         if preset:
             raise UsageError("--resume continues a run with its own spec; --preset does not apply",
                              "drop --preset, or start a new run without --resume")
-        run_dir = resolve_run(run, opts.runs).run_dir if run else latest_run(
-            opts.runs, statuses=("interrupted", "running", "failed", "diverged"))
         tree: dict = {}
         for item in overrides or []:
             set_path(tree, *parse_override(item))
         for path, value in extra.items():
             set_path(tree, path, value)
+        run_dir = resolve_run(run, opts.runs).run_dir if run else latest_run(
+            opts.runs, statuses=("interrupted", "running", "failed", "diverged"))
         if print_spec:
             raise UsageError("--print-spec prints a new spec; a resumed run keeps its spec.json", f"see {run_dir}/spec.json")
+        _check_resume_overrides(run_dir, tree)
         if launch:
             distributed.check_world(run_dir, launch)
             distributed.check_batches(validate_spec(deep_merge(read_json(run_dir / SPEC_JSON), tree)), launch)
@@ -90,6 +92,19 @@ def train(
         emit(opts, result.to_dict(), _table(result))
 
 
+def _check_resume_overrides(run_dir: Path, tree: dict[str, Any]) -> None:
+    """Refuse overrides a resume cannot apply, and bad values, before the run directory is touched."""
+    def paths(node: dict[str, Any], prefix: str = "") -> list[str]:
+        return [p for k, v in node.items() for p in (paths(v, f"{prefix}{k}.") if isinstance(v, dict) else [prefix + k])]
+
+    for path in paths(tree):
+        if not any(path == k or path.startswith(k + ".") for k in service.RESUMABLE_KEYS):
+            raise SpecError(f"cannot change {path} when resuming", f"only {', '.join(service.RESUMABLE_KEYS)} may "
+                            "change; start a new run for anything else")
+    if tree:
+        validate_spec(deep_merge(read_json(run_dir / SPEC_JSON), tree))
+
+
 def _worker_args(opts: GlobalOptions, head: list[str], overrides: list[str], steps: int | None, seed: int | None,
                  download: bool) -> list[str]:
     """The command line each process of ``--nproc`` runs: this one without ``--nproc``, the run resolved."""
@@ -110,6 +125,8 @@ def _table(result: service.TrainResult) -> Table:
     rows = [("run", str(result.run_dir)), ("steps", f"{result.step}/{result.total_steps} in {result.seconds:.1f} s")]
     rows += [(key, f"{result.final[key]:.4g}") for key in ("loss", "e_pos", "e_neg", "gap", "images_per_s")
              if key in result.final]
+    if result.rollbacks:
+        rows.append(("rollbacks", f"{result.rollbacks} (see guard_events in run.json)"))
     rows += [("checkpoint", str(result.run_dir / "checkpoints" / "model.safetensors")),
              ("resume state", str(result.run_dir / STATE_CKPT)),
              ("next", result.next_command or f"ebmctl sample --run {result.run_dir}")]

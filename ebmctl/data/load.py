@@ -47,7 +47,11 @@ def load_dataset(
     if absent and not (download and entry.downloadable):
         require_files(entry, root, split)
     with reading(entry, root, verify_checksums=verify_checksums, downloading=absent):
-        return _described(_builder(entry)(request), entry, dataset_dir(entry, root))
+        dataset = _builder(entry)(request)
+    if len(dataset) == 0:
+        raise DataError(f"{name}: the {split} split in {dataset_dir(entry, root)} holds no images",
+                        hint=f"the files look truncated or empty; {entry.how_to_get}")
+    return _described(dataset, entry, dataset_dir(entry, root))
 
 
 def _check_split(entry: DatasetEntry, split: str) -> None:

@@ -11,13 +11,14 @@ they read exactly the batches of one process.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 from ebmctl.data.base import EbmDataset
-from ebmctl.errors import SpecError
+from ebmctl.errors import EbmctlError, SpecError
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -76,8 +77,23 @@ class _BatchView(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         return self.dataset[index]
 
-    def __getitems__(self, indices: torch.Tensor | list[int]) -> Batch:
-        return self.dataset.get_batch(torch.as_tensor(indices, dtype=torch.long))
+    def __getitems__(self, indices: torch.Tensor | list[int]) -> Batch | _Failure:
+        try:
+            return self.dataset.get_batch(torch.as_tensor(indices, dtype=torch.long))
+        except EbmctlError as exc:
+            if get_worker_info() is None:
+                raise
+            return _Failure(type(exc), exc.message, exc.hint)
+
+
+@dataclass(frozen=True)
+class _Failure:
+    """An EbmctlError raised in a worker process, sent back as a value: DataLoader would raise it again with the
+    worker's traceback as its message and without its hint."""
+
+    error: type[EbmctlError]
+    message: str
+    hint: str | None
 
 
 def _identity(batch: Batch) -> Batch:
@@ -136,7 +152,10 @@ class BatchStream:
 
     def __next__(self) -> Batch:
         if self._loader is not None:
-            x, y = next(self._loader)
+            batch = next(self._loader)
+            if isinstance(batch, _Failure):
+                raise batch.error(batch.message, batch.hint)
+            x, y = batch
         else:
             x, y = self.dataset.get_batch(self.plan.indices(self.step))
         self.step += 1

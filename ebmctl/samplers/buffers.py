@@ -87,6 +87,11 @@ class ReplayBuffer(ABC):
         idx = torch.randint(0, self.size, (n,), generator=generator)
         return self._decode(self.storage[idx.to(self.device)], generator)
 
+    def reset(self) -> None:
+        """Forget every stored chain (the buffer fills again from fresh chains)."""
+        self.storage = None
+        self.size = self.seen = 0
+
     # ------------------------------------------------------------------ state
 
     def state_tensors(self, prefix: str = "buffer.") -> dict[str, Tensor]:
@@ -185,6 +190,11 @@ class SlotBuffer(ReplayBuffer):
         storage[idx.to(self.device)] = self._encode(x)
         assert self.visits is not None
         self.visits[idx.cpu()] += 1
+
+    def reset(self) -> None:
+        """Forget every chain: the slots are refilled with uniform noise on the next draw."""
+        super().reset()
+        self.visits = None
 
     def restart(self, idx: Tensor) -> None:
         """Forget the visits of the slots ``idx`` (their chains start afresh)."""

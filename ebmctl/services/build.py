@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import torch
 
 from ebmctl.data import DataInfo, EbmDataset, load_dataset
 from ebmctl.data.views import AttributeLabels, find_attribute
-from ebmctl.errors import CheckpointError, DeviceError, SpecError
+from ebmctl.errors import CheckpointError, DataError, DeviceError, SpecError
 from ebmctl.methods import METHODS, PersistentChainEbm
 from ebmctl.methods.ae import Autoencoder
 from ebmctl.methods.base import ChainSource
@@ -74,7 +75,13 @@ def resolve_device(name: str) -> torch.device:
 def data_root(spec_root: str | None, cli_root: str | None = None) -> Path | None:
     """data.root, else --data-root, else $EBMCTL_DATA."""
     root = spec_root or cli_root or os.environ.get("EBMCTL_DATA")
-    return Path(root).expanduser() if root else None
+    if not root:
+        return None
+    try:
+        return Path(root).expanduser()
+    except RuntimeError:  # ~user of a user that does not exist
+        raise DataError(f"the data root {root} names a home directory that does not exist",
+                        "write the data root's path in full") from None
 
 
 def dataset_from(data: DataSpec, *, split: str | None = None, root: Path | None = None, image_size: int | None = None,
@@ -171,7 +178,9 @@ def build_method(spec: RunSpec, info: DataInfo, device: torch.device) -> Any:
     condition = condition_of(spec)
     if condition is not None:
         kwargs["num_classes"] = condition_classes(condition, info)
-    net = build_net(spec.net.name, **kwargs).to(device)
+    net = _net_for(info, spec.net.name, lambda: build_net(spec.net.name, **kwargs)).to(device)
+    if info.kind == "image" and min(info.shape[1:]) < 32:  # small images: does every stride still fit?
+        _check_input_size(net, tuple(info.shape), spec.net.name, device, conditional="num_classes" in kwargs)
     shape = tuple(info.shape)
     is_image = info.kind == "image"
     pixel_range = spec.sampler.pixel_clamp or METHODS[spec.method.name].pixel_range
@@ -198,6 +207,34 @@ def build_method(spec: RunSpec, info: DataInfo, device: torch.device) -> Any:
     return METHODS[spec.method.name](model, sampler=sampler, chains=chains, device=device, **method_kwargs)
 
 
+def _net_for(info: DataInfo, name: str, make: Callable[[], torch.nn.Module]) -> torch.nn.Module:
+    """Build a net for data shaped like ``info``; a net that cannot take that shape is a one-line SpecError."""
+    try:
+        return make()
+    except ValueError as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise SpecError(f"the {name} net does not fit {info.name} at {'x'.join(map(str, info.shape))} ({first})",
+                        "set data.image_size (e.g. 32) or change the net's settings") from None
+
+
+def _check_input_size(net: torch.nn.Module, shape: tuple[int, ...], name: str, device: torch.device, *,
+                      conditional: bool = False) -> None:
+    """Run ``net`` once, in eval mode and without gradients, on a blank batch of ``shape``: a stack of strided convs
+    that shrinks the images below a kernel fails here in one line, before any run directory exists."""
+    training = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            x = torch.zeros(2, *shape, device=device)
+            net(x, torch.zeros(2, dtype=torch.long, device=device)) if conditional else net(x)
+    except (RuntimeError, ValueError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise SpecError(f"the {name} net cannot take {'x'.join(map(str, shape))} images ({first})",
+                        "raise data.image_size (e.g. to 32) or use a net with fewer strided convs") from None
+    finally:
+        net.train(training)
+
+
 def sampler_params(spec: RunSpec, net: torch.nn.Module) -> LangevinParams:
     """The run's Langevin parameters, with ``layout=auto`` decided by the net."""
     fields = spec.sampler.model_dump()
@@ -220,10 +257,10 @@ def _build_clel(spec: RunSpec, info: DataInfo, net: torch.nn.Module, sampler: La
     ema_start = int(m.ema_halflife / ebm_batch)
     model = EnergyModel(net, lr=tr.lr, betas=tr.betas, grad_clip=tr.grad_clip, ema=decay, warmup=m.warmup,
                         ema_start=ema_start)
-    enc = ENCODERS[m.encoder.name](
+    enc = _net_for(info, f"{m.encoder.name} encoder", lambda: ENCODERS[m.encoder.name](
         in_channels=info.shape[0], image_size=info.shape[-1], width=m.encoder.width, out_dim=m.encoder.out_dim,
         hidden=m.encoder.hidden, mean=spec.net.mean, std=spec.net.std,
-    ).to(device)
+    )).to(device)
     encoder = EnergyModel(enc, lr=m.encoder_lr, optimizer="sgd", momentum=m.encoder_momentum,
                           weight_decay=m.encoder_weight_decay, cosine_steps=tr.steps, ema=decay, ema_start=ema_start)
     return Clel(model, encoder, sampler=sampler, chains=chains, augment=augmentation(spec, tuple(info.shape)),
@@ -262,11 +299,11 @@ def _build_encoder_method(spec: RunSpec, info: DataInfo, device: torch.device) -
         raise SpecError(f"{m.name} learns representations of images; {info.name} holds 2D points",
                         "train it on an image dataset")
     shape = tuple(info.shape)
-    net = ENCODERS[net_spec.name](
+    net = _net_for(info, net_spec.name, lambda: ENCODERS[net_spec.name](
         in_channels=shape[0], image_size=shape[-1], width=net_spec.width, out_dim=net_spec.out_dim,
         hidden=net_spec.hidden, mean=net_spec.mean, std=net_spec.std, batch_norm=net_spec.batch_norm,
         activation=net_spec.activation, head_bn=net_spec.head_bn, normalize=net_spec.normalize,
-    ).to(device)
+    )).to(device)
     model = EnergyModel(net, lr=tr.lr, betas=tr.betas, grad_clip=tr.grad_clip, ema=tr.ema, optimizer=tr.optimizer,
                         momentum=tr.momentum, weight_decay=tr.weight_decay)
     augment = augmentation(spec, shape)
@@ -370,10 +407,25 @@ def _points_range(spec: RunSpec) -> tuple[float, float]:
 
 
 def load_method_weights(method: PersistentChainEbm, tensors: dict[str, torch.Tensor], source: Path) -> None:
-    """Load weights, turning a shape or key mismatch into a one-line error."""
+    """Load weights, turning a key, shape or dtype mismatch, or non-finite weights, into a one-line error."""
+    hint = "the checkpoint belongs to another net or method, or is damaged; pass the run it came from"
+    expected = method.weight_tensors()  # the freshly built method's own tensors: the keys and dtypes it saves
+    problems = [f"no tensor {k}" for k in sorted(set(expected) - set(tensors))]
+    problems += [f"unexpected tensor {k}" for k in sorted(set(tensors) - set(expected))]
+    problems += [f"{k} is {v.dtype}, not {expected[k].dtype}" for k, v in tensors.items()
+                 if k in expected and v.dtype != expected[k].dtype]
+    if problems:
+        first, more = problems[0], len(problems) - 1
+        raise CheckpointError(f"{source} does not match the model its spec describes ({first}"
+                              + (f", and {more} more" if more else "") + ")", hint)
+    bad = next((k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+    if bad is not None:
+        raise CheckpointError(f"{source} holds non-finite weights ({bad})", "the checkpoint is damaged; use an earlier "
+                              "checkpoint or retrain")
     try:
         method.load_weights(tensors)
-    except (RuntimeError, KeyError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0][:160]
-        raise CheckpointError(f"{source} does not match the model its spec describes ({first})",
-                              "the checkpoint belongs to another net or method; pass the run it came from") from None
+    except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as exc:
+        # torch's report opens with "Error(s) in loading state_dict for Net:"; the first mismatch is on the next line
+        lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()] or [type(exc).__name__]
+        first = next((line for line in lines if not line.endswith(":")), lines[0])[:160]
+        raise CheckpointError(f"{source} does not match the model its spec describes ({first})", hint) from None

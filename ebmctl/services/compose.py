@@ -25,7 +25,7 @@ from torch import Tensor
 from ebmctl.checkpoints import save_tensors, write_bytes_atomic
 from ebmctl.data.views import find_attribute
 from ebmctl.errors import CapabilityError, DataError, EbmctlError, UsageError
-from ebmctl.runs import command_dir, resolve_run, write_json
+from ebmctl.runs import command_dir, out_path, resolve_run, write_json
 from ebmctl.samplers.composition import compose as compose_energies
 from ebmctl.samplers.langevin import frozen
 from ebmctl.services.build import condition_of, resolve_device
@@ -112,6 +112,8 @@ def compose(
     else:
         plan = _runs_plan(opts, runs_root, torch_device)
         base = plan.runs[0]
+    if opts.out is not None:
+        out_path(base.ref.run_dir, opts.out)  # refuse an --out outside the run before sampling
     torch.manual_seed(opts.seed)
     samples = _draw(plan, opts, reporter, "compose")
     baseline = None

@@ -17,7 +17,7 @@ from torch import Tensor
 from ebmctl.checkpoints import load_tensors
 from ebmctl.errors import CheckpointError, RunError, SpecError
 from ebmctl.methods.state import unprefixed
-from ebmctl.runs import MODEL_CKPT, is_run_dir, list_runs
+from ebmctl.runs import MODEL_CKPT, is_run_dir, list_runs, user_path
 from ebmctl.specs import (
     AutoencoderSpec,
     GeneratorSpec,
@@ -69,7 +69,7 @@ def resolve_generator(source: str, runs_root: Path) -> GeneratorSource:
     ``runs_root``), a run's model checkpoint, or a generator file."""
     if source.startswith(LATEST):
         return _from_checkpoint(_latest_of(source[len(LATEST):], runs_root) / MODEL_CKPT)
-    path = Path(source).expanduser()
+    path = user_path(source)
     if path.suffix == ".safetensors":
         if not path.is_file():
             raise RunError(f"generator file {path} does not exist", "give a run directory, latest:PRESET or a file")

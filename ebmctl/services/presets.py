@@ -33,5 +33,5 @@ def list_presets() -> list[PresetSummary]:
 def show_preset(name: str) -> dict[str, Any]:
     """The preset file as written and the full spec it resolves to."""
     path = preset_path(name)
-    return {"name": name, "path": str(path), "text": path.read_text(encoding="utf-8"),
-            "spec": spec_to_json(resolve_spec(name))}
+    spec = spec_to_json(resolve_spec(name))  # first: a file that is not a valid preset fails in one line here
+    return {"name": name, "path": str(path), "text": path.read_text(encoding="utf-8"), "spec": spec}

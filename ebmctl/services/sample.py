@@ -4,23 +4,28 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable
+from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ebmctl.checkpoints import save_tensors, write_bytes_atomic
+from ebmctl.checkpoints import write_bytes_atomic
 from ebmctl.data import to_float
 from ebmctl.errors import CapabilityError, SpecError, UsageError
 from ebmctl.runs import RunRef, command_dir, write_json
 from ebmctl.samplers.fastpath import PRECISIONS
 from ebmctl.samplers.langevin import LangevinParams
+from ebmctl.samples_file import iter_rows, streaming_tensor_file
 from ebmctl.services.build import data_root, dataset_from, resolve_device
 from ebmctl.services.conditioning import Condition, class_condition, instance_condition
 from ebmctl.services.loading import LoadedRun, load_replay_buffer, load_run
 from ebmctl.services.pictures import chain_strip_png, samples_png
 from ebmctl.services.reporting import NullReporter, Reporter
+
+GRID_SAMPLES = 100  # the samples grid.png shows
 
 
 @dataclass
@@ -127,8 +132,9 @@ def sample(
         load_replay_buffer(run)
     torch.manual_seed(s["seed"])
     condition = _condition(run, opts, s, cli_data_root)
-    started = time.perf_counter()
-    chunks: list[torch.Tensor] = []
+    # Samples stream to disk batch by batch; memory keeps one batch plus the first rows the grid and --fid use.
+    keep_n = min(s["n"], max(GRID_SAMPLES, run.spec.eval.fid_samples if opts.fid else 0))
+    kept: list[torch.Tensor] = []
     snapshots: list[torch.Tensor] = []
     every = max(1, s["steps"] // opts.snapshots)
 
@@ -136,32 +142,44 @@ def sample(
         if (k + 1) % every == 0 or k == 0:
             snapshots.append(x[:8].detach().cpu().clone())
 
+    out_dir = command_dir(ref.run_dir, "sample", opts.out)
+    samples_path = out_dir / "samples.safetensors"
+    files = {"samples": str(samples_path), "grid": str(out_dir / "grid.png")}
+    meta = {"kind": "samples", "run": str(ref.run_dir), "settings": s, "checkpoint_step": run.step}
+    started = time.perf_counter()
     done = 0
-    with reporter.progress(f"sample {s['n']} x {s['steps']} steps", s["n"], unit="sample") as bar:
-        while done < s["n"]:
-            b = min(opts.batch_size, s["n"] - done)
-            x = run.method.sample(
-                b, steps=s["steps"], step_size=s["step_size"], noise=s["noise"], init=s["init"],
-                aug_every=s["aug_every"], plain_steps=s["plain_steps"], ema=s["ema"],
-                energy=condition.energy_for(done, b) if condition else None,
-                callback=keep if done == 0 else None,
-            )
-            chunks.append(x.detach().cpu())
-            done += b
-            bar.update(done)
-    samples = torch.cat(chunks)
+    try:
+        with streaming_tensor_file(samples_path, "samples", s["n"], meta) as writer, reporter.progress(
+            f"sample {s['n']} x {s['steps']} steps", s["n"], unit="sample"
+        ) as bar:
+            while done < s["n"]:
+                b = min(opts.batch_size, s["n"] - done)
+                x = run.method.sample(
+                    b, steps=s["steps"], step_size=s["step_size"], noise=s["noise"], init=s["init"],
+                    aug_every=s["aug_every"], plain_steps=s["plain_steps"], ema=s["ema"],
+                    energy=condition.energy_for(done, b) if condition else None,
+                    callback=keep if done == 0 else None,
+                ).detach().cpu()
+                writer.write(x)
+                have = sum(len(c) for c in kept)
+                if have < keep_n:
+                    kept.append(x[: keep_n - have].clone())
+                done += b
+                bar.update(done)
+    except BaseException:
+        if opts.out is None:  # the fresh <run>/sample/<timestamp> folder, empty again
+            with suppress(OSError):
+                out_dir.rmdir()
+        raise
+    first = torch.cat(kept)
     seconds = time.perf_counter() - started
 
-    out_dir = command_dir(ref.run_dir, "sample", opts.out)
-    files = {"samples": str(out_dir / "samples.safetensors"), "grid": str(out_dir / "grid.png")}
-    save_tensors(out_dir / "samples.safetensors", {"samples": samples},
-                 {"kind": "samples", "run": str(ref.run_dir), "settings": s, "checkpoint_step": run.step})
     reference = None
-    if samples.dim() == 2:
+    if first.dim() == 2:
         ds = dataset_from(run.spec.data, root=data_root(run.spec.data.root, cli_data_root), split="test")
         reference, _ = ds.get_batch(torch.arange(min(len(ds), 2000)))
-    write_bytes_atomic(out_dir / "grid.png", samples_png(samples[:100], reference, title=f"{s['n']} samples"))
-    if snapshots and samples.dim() == 4:
+    write_bytes_atomic(out_dir / "grid.png", samples_png(first[:GRID_SAMPLES], reference, title=f"{s['n']} samples"))
+    if snapshots and first.dim() == 4:
         write_bytes_atomic(out_dir / "chain.png", chain_strip_png(snapshots))
         files["chain"] = str(out_dir / "chain.png")
 
@@ -170,13 +188,14 @@ def sample(
         files["like"] = str(out_dir / "like.png")
 
     metrics: dict[str, Any] = {}
-    if opts.fid:
-        metrics = fid_metrics(run, samples, cli_data_root=cli_data_root, device=torch_device, reporter=reporter)
+    if opts.fid:  # on the first eval.fid_samples samples (and as many test images)
+        metrics = fid_metrics(run, first[: run.spec.eval.fid_samples], cli_data_root=cli_data_root,
+                              device=torch_device, reporter=reporter)
     if condition is not None:
         s["condition"] = condition.description
         if condition.target_class is not None:
-            metrics.update(class_accuracy(run, samples, condition.target_class, cli_data_root=cli_data_root,
-                                          device=torch_device, reporter=reporter))
+            metrics.update(class_accuracy(run, iter_rows(samples_path, "samples", 256), condition.target_class,
+                                          cli_data_root=cli_data_root, device=torch_device, reporter=reporter))
     result = SampleResult(out_dir, s["n"], s["steps"], seconds, files, metrics, s)
     write_json(out_dir / "result.json", {"command": "sample", **result.to_dict()})
     return result
@@ -216,12 +235,14 @@ def class_judge(run: LoadedRun, *, cli_data_root: str | None, device: torch.devi
     return judge
 
 
-def class_accuracy(run: LoadedRun, samples: torch.Tensor, target: int, *, cli_data_root: str | None,
-                   device: torch.device, reporter: Reporter) -> dict[str, Any]:
-    """The share of class-conditional samples the class judge assigns to the requested class."""
+def class_accuracy(run: LoadedRun, samples: torch.Tensor | Iterable[torch.Tensor], target: int, *,
+                   cli_data_root: str | None, device: torch.device, reporter: Reporter) -> dict[str, Any]:
+    """The share of class-conditional samples (a tensor, or its chunks in order) the class judge assigns to the
+    requested class."""
     judge = class_judge(run, cli_data_root=cli_data_root, device=device, reporter=reporter).to(device).eval()
+    chunks = samples.split(256) if isinstance(samples, torch.Tensor) else samples
     with torch.no_grad():
-        pred = torch.cat([judge.logits(c.to(device)).argmax(1).cpu() for c in samples.split(256)])
+        pred = torch.cat([judge.logits(c.to(device)).argmax(1).cpu() for c in chunks])
     names = list(judge.meta.get("class_names") or [])
     return {"class_accuracy": float((pred == target).float().mean()), "target_class": names[target] if names else target,
             "judge_test_accuracy": judge.meta.get("test_accuracy")}

@@ -7,6 +7,7 @@ batch (:mod:`ebmctl.services.distributed`); rank 0 alone writes the run director
 from __future__ import annotations
 
 import math
+import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ import torch
 from ebmctl import __version__
 from ebmctl.checkpoints import load_tensors, save_tensors, write_bytes_atomic
 from ebmctl.data import BatchStream, DataInfo, to_float
-from ebmctl.errors import CapabilityError, DivergenceError, EbmctlError, RunError, SpecError
+from ebmctl.errors import CapabilityError, CheckpointError, DivergenceError, EbmctlError, RunError, SpecError
 from ebmctl.methods.parts import Replicated
 from ebmctl.methods.state import rng_state, set_rng_state
 from ebmctl.runs import (
@@ -29,6 +30,8 @@ from ebmctl.runs import (
     SPEC_JSON,
     STATE_CKPT,
     append_metrics,
+    check_free_space,
+    ensure_writable,
     new_run_dir,
     read_json,
     read_metrics,
@@ -55,13 +58,14 @@ from ebmctl.services.distributed import (
     with_ranks,
 )
 from ebmctl.services.generators import GENERATOR_CKPT, GeneratorSource, generator_file, resolve_generator
+from ebmctl.services.guard import GuardState, Remedies, negatives_diversity, problem
 from ebmctl.services.pictures import samples_png, training_curves_png
 from ebmctl.services.reporting import NullReporter, Reporter
 from ebmctl.specs import RunSpec, deep_merge, spec_to_json, validate_spec
 
 # Keys a resume may change: how long to train and how often to write, never what is trained.
 RESUMABLE_KEYS = ("train.steps", "train.log_every", "train.checkpoint_every", "train.sample_every", "data.root",
-                  "data.workers", "data.download", "sample", "eval")
+                  "data.workers", "data.download", "sample", "eval", "guard")
 
 
 class Interrupted(EbmctlError):
@@ -84,6 +88,7 @@ class TrainResult:
     seconds: float
     final: dict[str, float] = field(default_factory=dict)
     next_command: str = ""
+    rollbacks: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -94,6 +99,7 @@ class TrainResult:
             "seconds": round(self.seconds, 2),
             "checkpoint": str(self.run_dir / MODEL_CKPT),
             "final": self.final,
+            "rollbacks": self.rollbacks,
             "next": self.next_command,
         }
 
@@ -178,6 +184,8 @@ class Trainer:
         self.step = 0
         self.window = _Window()
         self.spec_doc = spec_to_json(spec)
+        self.guard = GuardState()
+        self.remedies = Remedies(self.method)
         if self.procs.parallel:
             self._replicate()
 
@@ -200,18 +208,20 @@ class Trainer:
 
     def save(self) -> None:
         """Write the checkpoints. With several processes every one of them calls this at the same step: rank 0
-        collects each one's own state (buffer, RNG) into its state file and writes alone."""
+        collects each one's own state (buffer, RNG) into its state file and writes alone.
+
+        The weights go first and the state last: a resume starts from the state's step, so a kill between the
+        writes only repeats steps whose weights were already on disk, never leaves newer state than weights."""
         tensors = self.method.state_tensors()
         rng_tensors, rng_meta = rng_state()
         tensors.update(rng_tensors)
         meta = {"kind": "state", "format": 1, "step": self.step, "spec": self.spec_doc, "method": self.method.state_meta(),
-                "rng": rng_meta, "window": self.window.state(), "ebmctl": __version__}
+                "rng": rng_meta, "window": self.window.state(), "guard": self.guard.to_meta(), "ebmctl": __version__}
         if self.procs.parallel:
             parts = self.procs.gather(local_part(tensors, meta))
             if parts is None:
                 return
             tensors, meta = with_ranks(tensors, meta, parts)
-        save_tensors(self.run_dir / STATE_CKPT, tensors, meta)
         model_meta = {"kind": "model", "format": 1, "step": self.step, "spec": self.spec_doc, "method": self.spec.method.name,
                       "data": info_doc(self.info), "ebmctl": __version__}
         weights = self.method.weight_tensors()
@@ -219,16 +229,36 @@ class Trainer:
         generator = generator_file(self.spec, weights, self.info.shape, self.step)
         if generator is not None:
             save_tensors(self.run_dir / GENERATOR_CKPT, *generator)
+        save_tensors(self.run_dir / STATE_CKPT, tensors, meta)
         update_run_json(self.run_dir, step=self.step)
         self.write_curves()
 
     def restore(self) -> None:
+        """Load the last checkpoint's training state; a state file that is not this run's is a one-line error."""
+        path = self.run_dir / STATE_CKPT
+        tensors, meta = load_tensors(path)
+        hint = "the state file was replaced or damaged; start a new run, or restore the file"
+        if meta.get("kind") != "state" or not isinstance(meta.get("spec"), dict):
+            raise CheckpointError(f"{path} is not a training-state checkpoint", hint)
+        saved = meta["spec"]
+        for key in ("method", "net"):
+            if saved.get(key) != self.spec_doc.get(key):
+                raise CheckpointError(f"{path} belongs to another run (its {key} differs from spec.json)", hint)
         check_world(self.run_dir, self.procs.world)
-        tensors, meta = rank_state(*load_tensors(self.run_dir / STATE_CKPT), self.procs.rank)
-        self.method.load_state(tensors, meta["method"])
-        set_rng_state(tensors, meta["rng"])
-        self.step = int(meta["step"])
-        self.window = _Window(meta.get("window"))
+        try:
+            tensors, meta = rank_state(tensors, meta, self.procs.rank)
+            self.method.load_state(tensors, meta["method"])
+            set_rng_state(tensors, meta["rng"])
+            step = int(meta["step"])
+            window = _Window(meta.get("window"))
+            guard = GuardState.from_meta(meta.get("guard"))
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as exc:
+            first = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+            raise CheckpointError(f"{path} does not fit this run ({first})", hint) from exc
+        if not 0 <= step <= self.spec.train.steps:
+            raise CheckpointError(f"{path} is at step {step}, outside 0..{self.spec.train.steps}", hint)
+        self.step, self.window, self.guard = step, window, guard
+        self.remedies.apply(self.guard)
         if self.procs.main:
             truncate_metrics(self.run_dir, self.step)
 
@@ -252,12 +282,12 @@ class Trainer:
 
     def run(self) -> TrainResult:
         spec, tr, procs = self.spec, self.spec.train, self.procs
-        labelled = conditioned_dataset(self.dataset, self.condition)
-        stream = iter(BatchStream(labelled, self.batch_size, spec.seed, start_step=self.step, workers=spec.data.workers,
-                                  part=(procs.rank, procs.world)))
         fields = ("loss", "E+", "E-", "gap", "img/s")
         started = time.perf_counter()
         window_start, window_images = time.perf_counter(), 0
+        if not (self.run_dir / STATE_CKPT).exists():
+            self.save()  # step 0: the first good checkpoint a rollback or a resume can return to
+        stream = self._batches()
         with _sigint_flag() as flag, self.reporter.progress(
             f"train {self.run_dir.name}", tr.steps, unit="step", fields=fields
         ) as bar:
@@ -267,10 +297,16 @@ class Trainer:
                 x = to_float(x, spec.data.dequantize).to(self.device)
                 y = labels.to(self.device) if self.condition is not None else None
                 metrics = self.method.train_step(x, y)
+                metrics.update(negatives_diversity(self.method, x))
                 metrics, stop = procs.agree(metrics, flag["stop"])  # means over the processes
                 self.step += 1
-                if not all(math.isfinite(v) for v in metrics.values()):
-                    self._diverged(metrics)
+                reason = problem(metrics, spec.guard) if spec.guard.enabled else _non_finite(metrics)
+                if reason is not None:
+                    self._roll_back(reason)
+                    stream = self._batches()
+                    bar.update(self.step)
+                    window_start, window_images = time.perf_counter(), 0
+                    continue
                 self.window.add(metrics)
                 window_images += x.shape[0] * procs.world
                 if self.step % tr.log_every == 0 or self.step == tr.steps:
@@ -300,21 +336,68 @@ class Trainer:
             return TrainResult(self.run_dir, "completed", self.step, tr.steps, time.perf_counter() - started)
         self.write_negatives("final")
         update_run_json(self.run_dir, status="completed", step=self.step)
-        last = read_metrics(self.run_dir)
+        last = [r for r in read_metrics(self.run_dir) if "event" not in r]
         final = {k: v for k, v in (last[-1] if last else {}).items() if k != "step"}
         caps = self.method.CAPABILITIES
         verb = "refine" if "refine" in caps else "sample" if "sample" in caps else "probe"
         return TrainResult(self.run_dir, "completed", self.step, tr.steps, time.perf_counter() - started, final,
-                           next_command=f"ebmctl {verb} --run {self.run_dir}")
+                           next_command=f"ebmctl {verb} --run {self.run_dir}", rollbacks=self.guard.rollbacks)
 
-    def _diverged(self, metrics: dict[str, float]) -> None:
-        bad = ", ".join(f"{k}={v}" for k, v in metrics.items() if not math.isfinite(v))
+    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """This process's data batches from the current step on (the same ones a resumed run reads)."""
+        labelled = conditioned_dataset(self.dataset, self.condition)
+        return iter(BatchStream(labelled, self.batch_size, self.spec.seed, start_step=self.step,
+                                workers=self.spec.data.workers, part=(self.procs.rank, self.procs.world)))
+
+    def _roll_back(self, reason: str) -> None:
+        """Return to the last good checkpoint and apply the guard's remedy, or stop when the rollbacks are spent.
+
+        Every process reaches this at the same step (the metrics are agreed on), restores its own state and saves
+        the remedied one at once, so a run killed right after a rollback resumes with the remedy in force."""
+        guard, detected = self.spec.guard, self.step
+        if not guard.enabled or self.guard.rollbacks >= guard.max_rollbacks:
+            self._diverged(reason)
+        state = self.guard
+        self.restore()
+        event = {"event": "rollback", "detected_at": detected, "to_step": self.step, "reason": reason,
+                 "rollback": state.rollbacks + 1}
+        state = state.after_rollback(guard, event)
+        self.guard = state
+        self.remedies.apply(state)
+        emptied = self.remedies.empty_buffers() if guard.reinit_buffer else 0
+        event.update(lr_scale=state.lr_scale, step_size=self.remedies.step_size(), buffers_emptied=emptied)
+        self.save()
         if self.procs.main:
-            update_run_json(self.run_dir, status="diverged", diverged_at=self.step)
+            append_metrics(self.run_dir, {"step": self.step, **event})
+            update_run_json(self.run_dir, rollbacks=state.rollbacks, guard_events=state.events)
+        remedy = [f"learning rates x{state.lr_scale:g}"]
+        if guard.step_size_factor != 1.0 and event["step_size"] is not None:
+            remedy.append(f"step size {event['step_size']:.4g}")
+        if emptied:
+            remedy.append("replay buffer emptied")
+        self.reporter.warn(f"rollback {state.rollbacks}/{guard.max_rollbacks} at step {detected}: {reason}; "
+                           f"back to step {self.step}, {', '.join(remedy)}")
+
+    def _diverged(self, reason: str) -> None:
+        guard = self.spec.guard
+        if self.procs.main:
+            update_run_json(self.run_dir, status="diverged", diverged_at=self.step, diverged_because=reason)
+        if guard.enabled:
+            raise DivergenceError(
+                f"training diverged at step {self.step} ({reason}) after {self.guard.rollbacks} rollback(s); "
+                "the last good checkpoint is kept",
+                f"start again with a lower train.lr or sampler.step_size, or allow more rollbacks: "
+                f"{self.resume_command()} --set guard.max_rollbacks={guard.max_rollbacks + 3}",
+            )
         raise DivergenceError(
-            f"training diverged at step {self.step} ({bad}); the last checkpoint is kept",
+            f"training diverged at step {self.step} ({reason}); the last checkpoint is kept",
             "lower train.lr or sampler.step_size, then train again (or resume from the checkpoint)",
         )
+
+
+def _non_finite(metrics: dict[str, float]) -> str | None:
+    bad = [f"{k}={v}" for k, v in metrics.items() if not math.isfinite(v)]
+    return f"non-finite {', '.join(bad)}" if bad else None
 
 
 def train(
@@ -328,6 +411,8 @@ def train(
     """Train a new run of ``spec`` under ``runs_root`` (as one of several processes when launched by torchrun)."""
     with session(device, collective=COLLECTIVE_ENDS) as procs:
         reporter = (reporter or NullReporter()) if procs.main else NullReporter()
+        if procs.main:
+            ensure_writable(runs_root)  # before any work: an unwritable runs directory fails at once
         torch_device = procs.device
         seed_everything(spec.seed)
         source = None
@@ -340,17 +425,21 @@ def train(
             _install_generator(trainer, source)
         run_dir = None
         if procs.main:
-            run_dir = new_run_dir(runs_root, spec.preset or spec.method.name)
-            write_json(run_dir / SPEC_JSON, trainer.spec_doc)
+            check_free_space(runs_root, 3 * _checkpoint_bytes(trainer))
             parents = [str(source.origin)] if source is not None else []
-            start_run_json(run_dir, preset=spec.preset, method=spec.method.name, device=str(torch_device),
-                           parents=parents)
-            if procs.parallel:
-                update_run_json(run_dir, processes=procs.world, backend=procs.backend)
+
+            def fill(folder: Path, name: str) -> None:
+                write_json(folder / SPEC_JSON, trainer.spec_doc)
+                start_run_json(folder, preset=spec.preset, method=spec.method.name, device=str(torch_device),
+                               parents=parents, name=name)
+                if procs.parallel:
+                    update_run_json(folder, processes=procs.world, backend=procs.backend)
+
+            run_dir = new_run_dir(runs_root, spec.preset or spec.method.name, fill)
         trainer.run_dir = Path(procs.broadcast(str(run_dir)))
         where = f"{torch_device}" if not procs.parallel else f"{procs.world} processes, {procs.backend}"
         reporter.info(f"run {trainer.run_dir} ({spec.method.name}, {spec.net.name}, {trainer.info.name}, {where})")
-        return _run_guarded(trainer)
+        return _run_guarded(trainer, fresh=True)
 
 
 def resume(
@@ -369,12 +458,16 @@ def resume(
         for path in _flat_paths(overrides or {}):
             if not any(path == k or path.startswith(k + ".") for k in RESUMABLE_KEYS):
                 raise SpecError(f"cannot change {path} when resuming", "only train.steps, logging intervals, "
-                                "data.root, sample.* and eval.* may change; start a new run for anything else")
+                                "data.root, sample.*, eval.* and guard.* may change; start a new run for anything else")
         spec = validate_spec(deep_merge(saved, overrides or {}))
+        if procs.main:
+            ensure_writable(run_dir)
         torch_device = procs.device
         seed_everything(spec.seed)
         trainer = Trainer(spec, device=torch_device, cli_data_root=cli_data_root, reporter=reporter, run_dir=run_dir,
                           procs=procs)
+        if procs.main:
+            check_free_space(run_dir, 3 * _checkpoint_bytes(trainer))
         if (run_dir / STATE_CKPT).exists():
             trainer.restore()
         else:
@@ -384,11 +477,25 @@ def resume(
                 parents = read_json(run_dir / RUN_JSON).get("parents") or [spec.hat.generator]
                 _install_generator(trainer, _generator_source(parents[0], run_dir.parent))
         if procs.main:
+            _sweep_temporaries(run_dir)
             write_json(run_dir / SPEC_JSON, trainer.spec_doc)
             update_run_json(run_dir, status="running", device=str(torch_device),
                             **({"processes": procs.world, "backend": procs.backend} if procs.parallel else {}))
         reporter.info(f"resuming {run_dir} at step {trainer.step}/{spec.train.steps}")
         return _run_guarded(trainer)
+
+
+def _sweep_temporaries(run_dir: Path) -> None:
+    """Remove the temporary files of writes a kill cut short (the files they were to replace are intact)."""
+    for tmp in run_dir.rglob(".*.tmp"):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+
+
+def _checkpoint_bytes(trainer: Trainer) -> int:
+    """The size of one model plus one state checkpoint of ``trainer``'s method."""
+    method = trainer.method
+    return sum(t.nbytes for part in (method.weight_tensors(), method.state_tensors()) for t in part.values())
 
 
 def _stands_on_generator(spec: RunSpec) -> bool:
@@ -417,7 +524,9 @@ def _install_generator(trainer: Trainer, source: GeneratorSource) -> None:
                         "use an sngan/ae run or a generator file written by ebmctl") from None
 
 
-def _run_guarded(trainer: Trainer) -> TrainResult:
+def _run_guarded(trainer: Trainer, *, fresh: bool = False) -> TrainResult:
+    """Run ``trainer``, recording how it ended in run.json. A new run that fails before its first step (a dataset
+    file found corrupt, a full disk) leaves nothing behind: its directory holds no training to resume."""
     main = trainer.procs.main
     try:
         return trainer.run()
@@ -428,7 +537,9 @@ def _run_guarded(trainer: Trainer) -> TrainResult:
             update_run_json(trainer.run_dir, status="interrupted")
         raise Interrupted(f"interrupted at step {trainer.step}", f"resume with: {trainer.resume_command()}") from None
     except BaseException as exc:
-        if main:
+        if main and fresh and trainer.step == 0:
+            shutil.rmtree(trainer.run_dir, ignore_errors=True)
+        elif main:
             update_run_json(trainer.run_dir, status="failed", error=f"{type(exc).__name__}: {exc}"[:300])
         if trainer.procs.parallel and lost_peer(exc):
             first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -78,3 +79,27 @@ def test_metrics_truncation_and_cut_lines(tmp_path):
     assert [r["step"] for r in read_metrics(tmp_path)] == [10, 20, 30]
     truncate_metrics(tmp_path, 20)
     assert [r["step"] for r in read_metrics(tmp_path)] == [10, 20]
+
+
+def test_a_new_run_appears_whole_or_not_at_all(tmp_path):
+    from ebmctl.runs import list_runs, write_json
+
+    def fill(folder, name):
+        write_json(folder / "spec.json", {"seed": 0})
+        start_run_json(folder, preset="p", method="igebm", device="cpu", parents=[], name=name)
+
+    run = new_run_dir(tmp_path, "p", fill)
+    assert json.loads((run / "run.json").read_text())["name"] == run.name
+    assert sorted(p.name for p in tmp_path.iterdir()) == [run.name]  # no staging folder left
+
+    def broken(folder, name):
+        write_json(folder / "spec.json", {"seed": 0})
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        new_run_dir(tmp_path, "q", broken)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [run.name]
+    (tmp_path / ".q-x.partial").mkdir()  # what a kill in the middle would leave: never listed as a run
+    write_json(tmp_path / ".q-x.partial" / "spec.json", {})
+    write_json(tmp_path / ".q-x.partial" / "run.json", {"status": "running"})
+    assert [p for p, _ in list_runs(tmp_path)] == [run]

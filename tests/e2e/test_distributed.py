@@ -184,3 +184,15 @@ def test_nproc_inside_a_launched_process_is_refused(cli, monkeypatch):
     monkeypatch.setenv("RANK", "0")
     result = cli("train", "--preset", "quickstart", "--nproc", "2")
     assert result.code == 2 and "drop --nproc when launching with torchrun" in result.err
+
+
+def test_nproc_rolls_back_together_and_stops_together(cli):
+    """Every process sees the same averaged metrics, so all of them roll back at the same step and stop together."""
+    result = cli("--quiet", "train", "--preset", "quickstart", "--nproc", "2", "--steps", "4", *TINY,
+                 "--set", "guard.max_energy=1e-9", "--set", "guard.max_rollbacks=1")
+    assert result.code == 1  # the processes' messages go to their own stderr
+    (run,) = list(cli.runs.iterdir())
+    doc = json.loads((run / "run.json").read_text())
+    assert doc["status"] == "diverged" and doc["rollbacks"] == 1 and "guard.max_energy" in doc["diverged_because"]
+    state = read_meta(run / STATE_CKPT)
+    assert state["world_size"] == 2 and state["guard"]["rollbacks"] == 1

@@ -61,23 +61,23 @@ def test_sample_writes_grid_samples_and_chain(trained, cli):
     assert meta["settings"]["ema"] is True
 
 
-def test_sample_is_reproducible_and_no_ema_differs(trained, cli, tmp_path):
-    runs, _ = trained
+def test_sample_is_reproducible_and_no_ema_differs(trained, cli):
+    runs, run = trained
     outs = []
     for i, extra in enumerate([[], [], ["--no-ema"]]):
-        out = tmp_path / f"s{i}"
-        res = cli("--runs-dir", str(runs), "sample", "--steps", "4", "--n", "4", "--seed", "3", "--out", str(out), *extra,
+        out = f"s{i}"  # --out is taken relative to the run directory
+        res = cli("--runs-dir", str(runs), "sample", "--steps", "4", "--n", "4", "--seed", "3", "--out", out, *extra,
                   runs_dir=False)
         assert res.code == 0, res.err
-        outs.append(load_tensors(out / "samples.safetensors")[0]["samples"])
+        outs.append(load_tensors(run / out / "samples.safetensors")[0]["samples"])
     assert torch.equal(outs[0], outs[1])
     assert not torch.equal(outs[0], outs[2])
 
 
-def test_sample_from_buffer(trained, cli, tmp_path):
+def test_sample_from_buffer(trained, cli):
     runs, _ = trained
     res = cli("--runs-dir", str(runs), "sample", "--init", "buffer", "--steps", "2", "--n", "4", "--out",
-              str(tmp_path / "b"), runs_dir=False)
+              "b", runs_dir=False)
     assert res.code == 0, res.err
 
 
@@ -114,10 +114,10 @@ def test_ood_scores_do_not_depend_on_the_batch_size(trained):
         np.testing.assert_allclose(sa[key], sb[key], rtol=1e-5, atol=1e-6)
 
 
-def test_sample_fid_uses_the_cached_judge(trained, cli, tmp_path):
+def test_sample_fid_uses_the_cached_judge(trained, cli):
     runs, _ = trained
     first = cli("--runs-dir", str(runs), "--json", "sample", "--steps", "2", "--n", "24", "--fid", "--out",
-                str(tmp_path / "f1"), runs_dir=False)
+                "f1", runs_dir=False)
     assert first.code == 0, first.err
     metrics = json.loads(first.out)["metrics"]
     assert metrics["extractor"].startswith("judge") and "shapes32" in metrics["extractor"]
@@ -126,7 +126,7 @@ def test_sample_fid_uses_the_cached_judge(trained, cli, tmp_path):
     assert metrics["fid"] > 0 and 0 <= metrics["judge_confident"] <= 1
     assert "trained the shapes32 judge" in first.err
     second = cli("--runs-dir", str(runs), "--json", "sample", "--steps", "2", "--n", "24", "--fid", "--out",
-                 str(tmp_path / "f2"), runs_dir=False)
+                 "f2", runs_dir=False)
     assert second.code == 0 and "trained the shapes32 judge" not in second.err
 
 

@@ -361,7 +361,7 @@ def test_ebclr_ood_defaults_to_latent_nn(ebclr, cli):
 
 
 def test_simclr_transfer_probe_has_rows_for_both_datasets(simclr, tmp_path):
-    out = tmp_path / "probe-out"
+    out = simclr / "probe-out"  # --out stays inside the run directory
     doc = _probe(simclr, "--dataset", "shapes32", "--transfer", "digits", "--shots", "10,full", "--out", str(out),
                  *SMALL_PROBE)
     assert [(r["dataset"], r["probe"], r["shots"]) for r in doc["results"]] == [

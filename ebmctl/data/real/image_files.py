@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import overload
@@ -13,6 +14,7 @@ from PIL import Image
 
 from ebmctl.data.base import DataInfo, EbmDataset
 from ebmctl.data.convert import center_square, pil_to_tensor
+from ebmctl.data.real.guard import one_line
 from ebmctl.errors import DataError
 
 
@@ -65,12 +67,18 @@ class ImageFileDataset(EbmDataset):
         channels, size, _ = self.info.shape
         path = self.paths[index]
         try:
-            with Image.open(path) as img:
-                square = center_square(img.convert("RGB"), self.crop)
-        except (OSError, ValueError) as exc:
+            with warnings.catch_warnings():
+                # PIL warns of images over ~89M pixels (a decompression bomb, or a damaged header): refuse them
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(path) as img:
+                    square = center_square(img.convert("RGB"), self.crop)
+        except FileNotFoundError as exc:
+            raise DataError(f"{self.info.name}: image {path} is missing",
+                            hint="the dataset is incomplete; re-download it") from exc
+        except Exception as exc:  # decoding a damaged file can raise almost anything (SyntaxError, zlib.error...)
             raise DataError(
-                f"{self.info.name}: cannot read image {path} ({type(exc).__name__})",
-                hint="the file is missing or corrupt; re-download the dataset",
+                f"{self.info.name}: cannot read image {path} ({one_line(exc, 100)})",
+                hint="the file is corrupt or not an image; re-download the dataset",
             ) from exc
         return pil_to_tensor(square, size, channels), int(self._labels[index])
 

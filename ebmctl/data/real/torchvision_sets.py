@@ -1,4 +1,5 @@
-"""Real datasets read by torchvision's own classes (never downloading unless asked).
+"""Real datasets read by torchvision's own classes (never downloading unless asked); CIFAR's pickled batches
+by :mod:`ebmctl.data.real.cifar_files`, which builds nothing but arrays.
 
 With checksums off, a small subclass per dataset sets torchvision's md5 entries to None: its
 ``check_integrity(path, None)`` then only requires the file to exist, and all of its reading code is kept.
@@ -15,6 +16,7 @@ from torchvision import datasets as tvd
 
 from ebmctl.data.base import DataRequest, TensorImageDataset
 from ebmctl.data.convert import convert_images
+from ebmctl.data.real.cifar_files import read_cifar
 from ebmctl.data.real.image_files import ImageFileDataset
 from ebmctl.errors import DataError
 
@@ -31,22 +33,6 @@ CELEBA_CROP = 140  # the centre crop of the 178x218 aligned faces used by the EB
 
 def _without_md5(files: Sequence[Sequence[str]]) -> list[list[str | None]]:
     return [[name, None] for name, _ in files]
-
-
-class CIFAR10Unverified(tvd.CIFAR10):
-    """CIFAR-10 requiring its files but not their md5 sums."""
-
-    train_list: ClassVar[list] = _without_md5(tvd.CIFAR10.train_list)
-    test_list: ClassVar[list] = _without_md5(tvd.CIFAR10.test_list)
-    meta: ClassVar[dict] = {**tvd.CIFAR10.meta, "md5": None}
-
-
-class CIFAR100Unverified(tvd.CIFAR100):
-    """CIFAR-100 requiring its files but not their md5 sums."""
-
-    train_list: ClassVar[list] = _without_md5(tvd.CIFAR100.train_list)
-    test_list: ClassVar[list] = _without_md5(tvd.CIFAR100.test_list)
-    meta: ClassVar[dict] = {**tvd.CIFAR100.meta, "md5": None}
 
 
 class SVHNUnverified(tvd.SVHN):
@@ -69,27 +55,33 @@ def _in_memory(
     labels: Sequence[int] | torch.Tensor,
     class_names: Sequence[str],
 ) -> TensorImageDataset:
-    """uint8 (N, C, H, W) images resized and converted once, with int64 labels."""
-    labels = torch.as_tensor(labels, dtype=torch.long)
+    """uint8 (N, C, H, W) images resized and converted once, with int64 labels in 0..len(class_names)-1."""
+    hint = "the files look corrupt; re-download the dataset"
+    if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] not in (1, 3) or 0 in images.shape[2:]:
+        raise DataError(f"{request.name}: the images in {request.root} are {images.dtype} {tuple(images.shape)}, "
+                        "not 8-bit gray or RGB pictures", hint=hint)
+    labels = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
     if len(labels) != len(images):
-        raise DataError(
-            f"{request.name}: {len(images)} images but {len(labels)} labels in {request.root}",
-            hint="the files look corrupt; re-download the dataset",
-        )
+        raise DataError(f"{request.name}: {len(images)} images but {len(labels)} labels in {request.root}", hint=hint)
+    if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= len(class_names)):
+        raise DataError(f"{request.name}: labels in {request.root} lie outside 0..{len(class_names) - 1} "
+                        f"({int(labels.min())}..{int(labels.max())})", hint=hint)
     images = convert_images(images.contiguous(), request.image_size, request.channels)
     return TensorImageDataset(request.info(class_names=tuple(class_names)), images, labels)
 
 
+def _build_cifar(request: DataRequest, cls: type[tvd.CIFAR10]) -> TensorImageDataset:
+    images, labels, classes = read_cifar(cls, request.root, train=request.split == "train",
+                                         verify=request.verify_checksums, download=request.download)
+    return _in_memory(request, torch.from_numpy(images), labels, classes)
+
+
 def build_cifar10(request: DataRequest) -> TensorImageDataset:
-    cls = tvd.CIFAR10 if request.verify_checksums else CIFAR10Unverified
-    ds = cls(str(request.root), train=request.split == "train", download=request.download)
-    return _in_memory(request, torch.from_numpy(ds.data).permute(0, 3, 1, 2), ds.targets, ds.classes)
+    return _build_cifar(request, tvd.CIFAR10)
 
 
 def build_cifar100(request: DataRequest) -> TensorImageDataset:
-    cls = tvd.CIFAR100 if request.verify_checksums else CIFAR100Unverified
-    ds = cls(str(request.root), train=request.split == "train", download=request.download)
-    return _in_memory(request, torch.from_numpy(ds.data).permute(0, 3, 1, 2), ds.targets, ds.classes)
+    return _build_cifar(request, tvd.CIFAR100)
 
 
 def build_svhn(request: DataRequest) -> TensorImageDataset:
