@@ -80,13 +80,11 @@ def _fresh_dir(parent: Path, stem: str, hint: str) -> Path:
 def new_run_dir(root: Path, name: str, fill: Callable[[Path, str], None] | None = None) -> Path:
     """Create ``root/<name>-<timestamp>`` (with a numeric suffix if taken).
 
-    With ``fill``, the directory appears whole: ``fill(folder, final_name)`` writes its first files into a hidden
-    folder beside it, which is then renamed into place, so a kill never leaves a run without its spec."""
+    The directory appears whole: ``fill(folder, final_name)`` writes its first files into a hidden folder beside
+    it, which is then renamed into place, so a kill never leaves a run without its spec."""
     stem = f"{safe_name(name)}-{timestamp()}"
     if not is_inside(root / stem, root):  # safe_name already guarantees it; kept as a second lock
         raise RunError(f"run name {name!r} leaves the runs directory {root}", "name the run without '/' or '..'")
-    if fill is None:
-        return _fresh_dir(root, stem, "remove old runs or pass --runs-dir")
     root.mkdir(parents=True, exist_ok=True)
     for i in range(1, 1000):
         candidate = root / (stem if i == 1 else f"{stem}-{i}")
@@ -94,7 +92,8 @@ def new_run_dir(root: Path, name: str, fill: Callable[[Path, str], None] | None 
             continue
         staging = Path(tempfile.mkdtemp(prefix=f".{candidate.name}.", suffix=".partial", dir=root))
         try:
-            fill(staging, candidate.name)
+            if fill is not None:
+                fill(staging, candidate.name)
             if candidate.exists():
                 continue
             os.rename(staging, candidate)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 from dataclasses import dataclass
@@ -12,7 +11,7 @@ import typer
 from rich.table import Table
 
 from ebmctl.console import RichReporter, stdout
-from ebmctl.errors import UsageError
+from ebmctl.errors import SpecError, UsageError
 from ebmctl.runs import runs_root
 
 SEED_MAX = 2**31 - 1  # the largest seed a spec takes (seed of a run)
@@ -65,15 +64,13 @@ def check_number(option: str, value: float | None, *, minimum: float | None = No
 
 def check_datasets(option: str, names: list[str], split: str | None = None) -> None:
     """Refuse an unknown dataset name (with a suggestion) or a split that one of ``names`` lacks."""
-    from ebmctl.data.registry import dataset_entry, dataset_names
+    from ebmctl.data.registry import dataset_entry
 
-    known = dataset_names()
     for name in names:
-        if name not in known:
-            close = difflib.get_close_matches(name.lower(), known, n=1, cutoff=0.5)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise UsageError(f"{option}: unknown dataset {name!r}", f"{hint}datasets: {', '.join(known)}")
-        splits = dataset_entry(name).splits
+        try:
+            splits = dataset_entry(name).splits
+        except SpecError as exc:
+            raise UsageError(f"{option}: {exc.message}", exc.hint) from None
         if split is not None and split not in splits:
             raise UsageError(f"--split {split!r}: {name} has no such split", f"use one of: {', '.join(splits)}")
 

@@ -11,7 +11,7 @@ import torch
 
 from ebmctl.data import DataInfo, EbmDataset, load_dataset
 from ebmctl.data.views import AttributeLabels, find_attribute
-from ebmctl.errors import CheckpointError, DataError, DeviceError, SpecError
+from ebmctl.errors import CheckpointError, DeviceError, SpecError
 from ebmctl.methods import METHODS, PersistentChainEbm
 from ebmctl.methods.ae import Autoencoder
 from ebmctl.methods.base import ChainSource
@@ -30,6 +30,7 @@ from ebmctl.nets.sngan import (
     SnganGenerator,
     SphereEncoder,
 )
+from ebmctl.runs import user_path
 from ebmctl.samplers.buffers import SlotBuffer, make_buffer
 from ebmctl.samplers.hat import HatLangevinParams
 from ebmctl.samplers.langevin import LangevinParams
@@ -75,13 +76,7 @@ def resolve_device(name: str) -> torch.device:
 def data_root(spec_root: str | None, cli_root: str | None = None) -> Path | None:
     """data.root, else --data-root, else $EBMCTL_DATA."""
     root = spec_root or cli_root or os.environ.get("EBMCTL_DATA")
-    if not root:
-        return None
-    try:
-        return Path(root).expanduser()
-    except RuntimeError:  # ~user of a user that does not exist
-        raise DataError(f"the data root {root} names a home directory that does not exist",
-                        "write the data root's path in full") from None
+    return user_path(root) if root else None
 
 
 def dataset_from(data: DataSpec, *, split: str | None = None, root: Path | None = None, image_size: int | None = None,
