@@ -104,6 +104,10 @@ class ClelResNetSpec(Section):
     scales: Literal[1, 3] = Field(1, description="3: three ResNets on 32/16/8 px, features concatenated (large).")
     hidden: int = Field(2048, ge=1, le=65_536, description="Hidden width of the head f and the projection g.")
     latent_dim: int = Field(128, ge=2, le=8192, description="Dimension of f(x) and of the latent z.")
+    projection: Literal["mlp", "linear", "identity"] = Field(
+        "mlp", description="The projection g of f/|f|: the bias-free MLP latent-hidden-latent (paper), or Table 5's "
+        "ablations: one bias-free linear layer, or no g (identity: the latent is f/|f| itself)."
+    )
     spectral_norm: bool = Field(True, description="Spectral normalisation on every conv.")
     mean: tuple[float, ...] | None = Field(None, description="Per-channel input mean (None: CIFAR-10's).")
     std: tuple[float, ...] | None = Field(None, description="Per-channel input std (None: CIFAR-10's).")
@@ -126,7 +130,8 @@ class CebmConvSpec(Section):
     kernels: tuple[int, ...] = Field((3, 4, 4, 4), description="Kernel of each conv.")
     strides: tuple[int, ...] = Field((1, 2, 2, 2), description="Stride of each conv.")
     paddings: tuple[int, ...] = Field((1, 1, 1, 1), description="Padding of each conv.")
-    hidden: int = Field(128, ge=0, le=65_536, description="FC layer before the two heads (0: none, as the released code).")
+    hidden: int = Field(128, ge=0, le=65_536, description="FC layer before the two heads (paper: 128; released "
+                        "camera-ready scripts: 1024 CIFAR-10/SVHN, 256 MNIST; 0: none, as the later released code).")
     latent_dim: int = Field(128, ge=1, le=8192, description="Dimension of the latent z (and of t1, t2).")
     activation: Literal["silu", "leaky_relu"] = Field("silu", description="Activation (released code: SiLU).")
     bias: Literal["gaussian", "mixture"] = Field(
@@ -143,6 +148,29 @@ class CebmConvSpec(Section):
             raise ValueError("channels must lie between 1 and 8192")
         if not all(1 <= k <= 64 for k in (*self.kernels, *self.strides)) or not all(0 <= p <= 64 for p in self.paddings):
             raise ValueError("kernels and strides must lie between 1 and 64, paddings between 0 and 64")
+        return self
+
+
+class ConvMlpSpec(Section):
+    name: Literal["conv_mlp"] = "conv_mlp"
+    channels: tuple[int, ...] = Field((64, 128, 256, 512), description="Filters of each conv (MNIST: 64,64,32,32).")
+    kernels: tuple[int, ...] = Field((3, 4, 4, 4), description="Kernel of each conv.")
+    strides: tuple[int, ...] = Field((1, 2, 2, 2), description="Stride of each conv.")
+    paddings: tuple[int, ...] = Field((1, 1, 1, 1), description="Padding of each conv.")
+    hidden: tuple[int, ...] = Field((128, 128), description="FC layers between the convs and the scalar energy; the "
+                                    "last one's output is the representation (paper 001's IGEBM: 128, 128).")
+    activation: Literal["silu", "leaky_relu"] = Field("silu", description="Activation (CEBM's released code: SiLU).")
+
+    @model_validator(mode="after")
+    def _layers(self) -> ConvMlpSpec:
+        if not self.channels or not len(self.channels) == len(self.kernels) == len(self.strides) == len(self.paddings):
+            raise ValueError("channels, kernels, strides and paddings must list the same number of convs")
+        if not all(1 <= c <= 8192 for c in (*self.channels, *self.hidden)):
+            raise ValueError("channels and hidden widths must lie between 1 and 8192")
+        if not all(1 <= k <= 64 for k in (*self.kernels, *self.strides)) or not all(0 <= p <= 64 for p in self.paddings):
+            raise ValueError("kernels and strides must lie between 1 and 64, paddings between 0 and 64")
+        if not self.hidden:
+            raise ValueError("hidden lists at least one FC layer (its output is the representation)")
         return self
 
 
@@ -174,7 +202,18 @@ class SnganSpec(Section):
 class HatNetSpec(Section):
     name: Literal["hat"] = "hat"
     ndf: int | None = Field(None, ge=16, le=8192, description="Width of the hat network, the SN-GAN discriminator "
-                            "without spectral norm (None: 128 at 32 px, 1024 at 64/128).")
+                            "without spectral norm (None: 128 at 32 px, 1024 at 64/128; released code: 256 at 32 px).")
+    # The field defaults are the layout of runs saved before these keys existed (their spec.json lacks them);
+    # new hat runs take the released layout from METHOD_DEFAULTS.
+    pooling: Literal["sum", "mean"] = Field(
+        "sum", description="How the last features are pooled over H and W (released code: mean; sum scales H by "
+        "H*W, 64 at 32 px)."
+    )
+    bias: bool = Field(True, description="Bias on the output layer (released code: none).")
+    block_hidden: Literal["in", "out"] = Field(
+        "in", description="Width of a residual block's first conv: its input's (Mimicry) or its output's (released "
+        "code); differs at 64 and 128 px only."
+    )
 
 
 class AutoencoderSpec(Section):
@@ -188,7 +227,7 @@ class AutoencoderSpec(Section):
 
 NetSpec = Annotated[
     IcdResNetSpec | IgebmResNetSpec | SmallConvSpec | MlpSpec | ClelResNetSpec | CebmConvSpec | ResNetEncoderSpec
-    | SnganSpec | HatNetSpec | AutoencoderSpec,
+    | SnganSpec | HatNetSpec | AutoencoderSpec | ConvMlpSpec,
     Field(discriminator="name"),
 ]
 
@@ -262,11 +301,18 @@ class TrainSpec(Section):
     steps: int = Field(1000, ge=1, le=100_000_000, description="Optimiser steps.")
     batch_size: int = Field(128, ge=1, le=65_536, description="Data (and chain) batch size.")
     lr: float = Field(3e-4, gt=0, description="Learning rate.")
-    optimizer: Literal["adam", "sgd"] = Field("adam", description="Adam (betas) or SGD (momentum).")
+    optimizer: Literal["adam", "adam_clip", "sgd"] = Field(
+        "adam", description="Adam (betas); adam_clip: IGEBM's released Adam, each gradient element clipped to "
+        "3 sqrt(v_hat) + 0.1 first (docs/methods/igebm.md); or SGD (momentum)."
+    )
     betas: tuple[float, float] = Field((0.0, 0.999), description="Adam betas.")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum.")
     weight_decay: float = Field(0.0, ge=0, description="L2 weight decay of the optimiser.")
     grad_clip: float | None = Field(None, gt=0, description="Clip the parameter-gradient norm (None: off).")
+    grad_clip_mode: Literal["total", "per_tensor"] = Field(
+        "total", description="grad_clip bounds the norm of all gradients together (total) or of each parameter "
+        "tensor on its own (per_tensor, as Hat EBM's released code)."
+    )
     ema: float | None = Field(None, ge=0, lt=1, description="EMA decay of the weights (None: no EMA).")
     log_every: int = Field(10, ge=1, le=100_000_000, description="Steps between lines of metrics.jsonl.")
     checkpoint_every: int = Field(1000, ge=1, le=100_000_000, description="Steps between checkpoints (and at the end).")
@@ -306,6 +352,32 @@ class SampleSpec(Section):
     plain_steps: int = Field(0, ge=0, le=1_000_000, description="Final steps without augmentation.")
     step_size: float | None = Field(None, gt=0, description="Step size (None: the training sampler's).")
     noise: float | None = Field(None, ge=0, description="Noise (None: the training sampler's).")
+    schedule: Literal["chains", "pool"] = Field(
+        "chains", description="chains: n independent chains of `steps` steps (ICD Algorithm 2 when aug_every > 0); "
+        "pool: ICD's released test script, a pool advanced in rounds of aug_every steps over batches drawn with "
+        "replacement (`steps` and `plain_steps` do not apply)."
+    )
+    pool: int = Field(1000, ge=1, le=1_000_000, description="Chains in the pool (pool schedule; released: 1000); "
+                      "each pool returns up to this many samples.")
+    pool_batch: int = Field(128, ge=1, le=65_536, description="Chains a round draws from the pool, with replacement "
+                            "(pool schedule; released: 128).")
+    pool_rounds: int = Field(100, ge=1, le=1_000_000, description="Rounds of the pool schedule, those filling the "
+                             "pool included (released: 100).")
+    pool_plain_rounds: int = Field(30, ge=0, le=1_000_000, description="Last rounds of the pool schedule without "
+                                   "augmentation, each on one of pool_plain_splits fixed slices (released: 30).")
+    pool_plain_splits: int = Field(2, ge=1, le=1_000_000, description="Slices the plain rounds visit in turn "
+                                   "(released: 2 for CIFAR-10).")
+
+    @model_validator(mode="after")
+    def _pool(self) -> SampleSpec:
+        if self.schedule == "pool":
+            fill = -(-self.pool // self.pool_batch)
+            if self.aug_every < 1:
+                raise ValueError("the pool schedule runs rounds of aug_every steps: aug_every must be at least 1")
+            if self.pool_rounds < max(fill, self.pool_plain_rounds) or self.pool_plain_splits > self.pool:
+                raise ValueError(f"pool_rounds ({self.pool_rounds}) must cover the {fill} rounds that fill the pool "
+                                 f"and pool_plain_rounds ({self.pool_plain_rounds}); pool_plain_splits at most pool")
+        return self
 
 
 class EvalSpec(Section):
@@ -313,6 +385,10 @@ class EvalSpec(Section):
         None, description="Local Inception-v3 weights for FID/KID (pt_inception-2015-12-05); else the judge."
     )
     fid_samples: int = Field(1000, ge=10, le=1_000_000, description="Samples (and reference images) for --fid.")
+    fid_reference: Literal["held_out", "train"] = Field(
+        "held_out", description="Split the --fid reference images come from: the dataset's held-out split (test; val "
+        "for ImageNet) or its training split."
+    )
     judge_steps: int = Field(1500, ge=10, le=10_000_000, description="Training steps of the in-domain judge on first use.")
     attribute_judge_steps: int | None = Field(
         None, ge=1, le=10_000_000, description="Training steps of the attribute judge of compose (None: 1000 for the CNN, 4000 "
@@ -381,8 +457,12 @@ class ClelMethodSpec(Section):
 
 class CebmMethodSpec(Section):
     name: Literal["cebm"] = "cebm"
-    l2: float = Field(0.1, ge=0, description="Energy regularisation l2 (E+^2 + E-^2) (paper: 0.1; released code: 5e-3).")
+    l2: float = Field(0.1, ge=0, description="Energy regularisation l2 (E+^2 + E-^2) (paper and released "
+                      "camera-ready scripts: 0.1; the released mixture scripts: 1e-3).")
     data_noise: float = Field(0.03, ge=0, description="Std of the Gaussian noise added to data before encoding.")
+    ood_noise: float = Field(0.0, ge=0, description="Std of the Gaussian noise added to inputs (in [-1, 1]) before "
+                             "the energy and grad_norm OOD scores (released evaluation: 0.03; 0: none). Seeded per "
+                             "scored set.")
 
 
 class EbclrMethodSpec(Section):
@@ -512,7 +592,8 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
         "net": {"name": "igebm_resnet"},
         "sampler": {"steps": 60, "step_size": 10.0, "noise": 0.005, "noise_first": True, "grad_clamp": 0.01},
         "buffer": {"policy": "fifo", "size": 10_000, "reinit": 0.05, "augment": False},
-        "train": {"batch_size": 128, "lr": 3e-4, "betas": (0.0, 0.999), "grad_clip": None, "ema": None},
+        "train": {"batch_size": 128, "lr": 3e-4, "optimizer": "adam_clip", "betas": (0.0, 0.999), "grad_clip": None,
+                  "ema": None},
         "sample": {"steps": 60, "aug_every": 0, "plain_steps": 0},
     },
     "icd": {
@@ -520,7 +601,7 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
         "sampler": {"steps": 40, "step_size": 100.0, "noise": 0.001, "noise_first": True, "grad_clamp": None},
         "buffer": {"policy": "reservoir", "size": 10_000, "reinit": 0.001, "augment": True},
         "train": {"batch_size": 128, "lr": 2e-4, "betas": (0.0, 0.9), "grad_clip": 0.5, "ema": 0.99},
-        "sample": {"steps": 1000, "aug_every": 10, "plain_steps": 300},
+        "sample": {"schedule": "pool", "steps": 1000, "aug_every": 10, "plain_steps": 300},
     },
     "clel": {
         "net": {"name": "clel_resnet"},
@@ -556,7 +637,8 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
                   "ema": None},
     },
     "hat": {
-        "net": {"name": "hat"},
+        "net": {"name": "hat", "pooling": "mean", "bias": False, "block_hidden": "out"},
+        "data": {"dequantize": False},  # pixels v / 255; the data noise is method.data_noise alone
         "sampler": {"steps": 250, "pixel_clamp": None},
         "train": {"steps": 20_000, "batch_size": 128, "lr": 1e-5, "optimizer": "adam", "betas": (0.9, 0.999),
                   "grad_clip": None, "ema": None},

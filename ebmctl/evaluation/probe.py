@@ -1,20 +1,34 @@
 """Probes of frozen representations: few-shot and full linear probes, weighted kNN, 1-NN confusion.
 
-These follow the evaluations of the Conjugate-EBM paper (linear probes at 1/10/100 shots and on the full
-training set, a 1-nearest-neighbour confusion matrix in L2 distance) and of EBCLR (the weighted kNN
-classifier of Wu et al. 2018). Features are ``(N, d)`` numpy arrays or torch tensors, labels are integer
-arrays; every function returns plain Python or numpy values.
+Three protocols (``PROTOCOLS``) fix which linear and kNN classifiers a probe uses:
+
+- ``cebm``, the Conjugate-EBM paper's released evaluation: liblinear logistic regression on the raw features;
+- ``ebclr``, EBCLR's released evaluation: a linear layer on the raw features trained with Adam, and kNN with
+  Euclidean distance and 1/d-weighted votes;
+- ``standard``: logistic regression (lbfgs) on standardised features, and the cosine kNN of Wu et al. 2018.
+
+All share the few-shot draw (k labels per class, one draw per seed) and the 1-nearest-neighbour confusion
+matrix in L2 distance (the Conjugate-EBM paper's Figure 1). Features are ``(N, d)`` numpy arrays or torch
+tensors, labels are integer arrays; every function returns plain Python or numpy values.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
 _Array = np.ndarray | torch.Tensor
+# (train_x, train_y, test_x, test_y, seed) -> test accuracy
+LinearFit = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int], float]
+# (train_x, train_y, test_x, test_y, k) -> test accuracy
+KnnFit = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int], float]
 
 
 def _to_numpy(values: object) -> np.ndarray:
@@ -87,21 +101,12 @@ def few_shot_indices(labels: np.ndarray, shots: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(chosen)).astype(np.int64)
 
 
-def fit_logistic(
-    train_x: _Array,
-    train_y: np.ndarray,
-    test_x: _Array,
-    test_y: np.ndarray,
-    *,
-    max_iter: int = 1000,
-    C: float = 1.0,
-) -> float:
-    """Test accuracy of an L2 logistic regression (lbfgs) on standardised features.
-
-    The scaler is fitted on the training features only. A single-class training set predicts that
-    class everywhere. Convergence warnings are silenced and BLAS is held to one thread."""
+def _sklearn_accuracy(train_x: _Array, train_y: np.ndarray, test_x: _Array, test_y: np.ndarray,
+                      make_model: Callable[[int], Any], scale: bool) -> float:
+    """Test accuracy of ``make_model(n_classes)`` fitted on the training features (standardised first when
+    ``scale``, the scaler fitted on the training features only). A single-class training set predicts that class
+    everywhere. Convergence warnings are silenced and BLAS is held to one thread."""
     from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
     from threadpoolctl import threadpool_limits
 
@@ -111,11 +116,116 @@ def fit_logistic(
         return float(np.mean(te_y == classes[0]))
     with threadpool_limits(limits=1), warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        scaler = StandardScaler().fit(tr_x)
-        model = LogisticRegression(solver="lbfgs", max_iter=max_iter, C=C)
-        model.fit(scaler.transform(tr_x), tr_y)
-        predicted = model.predict(scaler.transform(te_x))
+        if scale:
+            scaler = StandardScaler().fit(tr_x)
+            tr_x, te_x = scaler.transform(tr_x), scaler.transform(te_x)
+        predicted = make_model(classes.size).fit(tr_x, tr_y).predict(te_x)
     return float(np.mean(predicted == te_y))
+
+
+def fit_logistic(
+    train_x: _Array,
+    train_y: np.ndarray,
+    test_x: _Array,
+    test_y: np.ndarray,
+    *,
+    max_iter: int = 1000,
+    C: float = 1.0,
+) -> float:
+    """Test accuracy of an L2 logistic regression (lbfgs) on standardised features."""
+    from sklearn.linear_model import LogisticRegression
+
+    return _sklearn_accuracy(train_x, train_y, test_x, test_y,
+                             lambda _: LogisticRegression(solver="lbfgs", max_iter=max_iter, C=C), scale=True)
+
+
+def fit_liblinear(
+    train_x: _Array,
+    train_y: np.ndarray,
+    test_x: _Array,
+    test_y: np.ndarray,
+    *,
+    C: float = 1.0,
+    max_iter: int = 10000,
+) -> float:
+    """Test accuracy of L2 logistic regression fitted by liblinear on the raw, unscaled features.
+
+    The Conjugate-EBM paper's released probe: C=1, tol 1e-4, ``max_iter`` 10000, ``random_state`` 0, one
+    binary classifier per class (liblinear's multiclass scheme; the highest decision value wins), and the
+    intercept fitted as liblinear does, as a penalised constant feature."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
+
+    def make(n_classes: int) -> Any:
+        binary = LogisticRegression(solver="liblinear", C=C, max_iter=max_iter, random_state=0)
+        return binary if n_classes == 2 else OneVsRestClassifier(binary)
+
+    return _sklearn_accuracy(train_x, train_y, test_x, test_y, make, scale=False)
+
+
+def fit_adam_linear(
+    train_x: _Array,
+    train_y: np.ndarray,
+    test_x: _Array,
+    test_y: np.ndarray,
+    *,
+    epochs: int = 200,
+    batch: int = 512,
+    lr: float = 1e-3,
+    seed: int = 0,
+) -> float:
+    """Test accuracy of a linear layer on the raw features, trained by Adam on the softmax cross-entropy.
+
+    EBCLR's released linear evaluation: no standardisation, no weight decay, Adam (lr 1e-3, betas 0.9/0.999,
+    eps 1e-8), minibatches of 512, 200 epochs, the layer after the last epoch scored. The layer starts as torch's
+    ``nn.Linear`` does (weights and bias uniform in +-1/sqrt(d)); each epoch visits the training set once in a
+    fresh order. Both draws come from ``seed``. Runs in float32 on precomputed features, with the gradient and
+    the Adam update written out (``torch.optim.Adam``'s arithmetic) to skip autograd's per-step overhead."""
+    tr_x, tr_y, te_x, te_y = _split(train_x, train_y, test_x, test_y)
+    for name, value in (("epochs", epochs), ("batch", batch)):
+        if value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}")
+    if not lr > 0:
+        raise ValueError(f"lr must be positive, got {lr}")
+    classes, targets = np.unique(tr_y, return_inverse=True)
+    if classes.size == 1:
+        return float(np.mean(te_y == classes[0]))
+    weight, bias = _adam_linear_head(torch.as_tensor(tr_x, dtype=torch.float32), torch.as_tensor(targets),
+                                     classes.size, epochs=epochs, batch=batch, lr=lr, seed=seed)
+    logits = torch.addmm(bias, torch.as_tensor(te_x, dtype=torch.float32), weight)
+    return float(np.mean(classes[logits.argmax(dim=1).numpy()] == te_y))
+
+
+def _adam_linear_head(
+    x: torch.Tensor, targets: torch.Tensor, num_classes: int, *, epochs: int, batch: int, lr: float, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weight ``(d, C)`` and bias ``(C,)`` of ``fit_adam_linear``'s layer after training."""
+    betas, eps = (0.9, 0.999), 1e-8
+    generator = torch.Generator().manual_seed(seed)
+    n, dim = x.shape
+    bound = 1.0 / math.sqrt(dim)
+    weight = (torch.rand(dim, num_classes, generator=generator) * 2 - 1) * bound
+    bias = (torch.rand(num_classes, generator=generator) * 2 - 1) * bound
+    params = (weight, bias)
+    first = [torch.zeros_like(p) for p in params]
+    second = [torch.zeros_like(p) for p in params]
+    onehot = torch.nn.functional.one_hot(targets.long(), num_classes).to(x.dtype)
+    step = 0
+    with torch.no_grad():
+        for _ in range(epochs):
+            order = torch.randperm(n, generator=generator)
+            for start in range(0, n, batch):
+                idx = order[start : start + batch]
+                xb = x[idx]
+                # d(mean cross-entropy)/d(logits) = (softmax - onehot) / B
+                residual = torch.softmax(torch.addmm(bias, xb, weight), dim=1).sub_(onehot[idx]).div_(idx.numel())
+                step += 1
+                correction1, correction2 = 1 - betas[0] ** step, 1 - betas[1] ** step
+                for p, g, m, v in zip(params, (xb.T @ residual, residual.sum(dim=0)), first, second, strict=True):
+                    m.mul_(betas[0]).add_(g, alpha=1 - betas[0])
+                    v.mul_(betas[1]).addcmul_(g, g, value=1 - betas[1])
+                    p.addcdiv_(m, v.sqrt().div_(math.sqrt(correction2)).add_(eps), value=-lr / correction1)
+    return weight, bias
 
 
 def linear_probe(
@@ -127,26 +237,31 @@ def linear_probe(
     shots: list[int | None],
     seeds: int = 10,
     max_iter: int = 1000,
+    fit: LinearFit | None = None,
 ) -> list[dict]:
-    """Logistic-regression probes, one row per entry of ``shots`` (``None`` = full training set).
+    """Linear probes, one row per entry of ``shots`` (``None`` = full training set).
 
-    A few-shot entry ``k`` is fitted on ``few_shot_indices(train_y, k, seed)`` for each seed in
-    ``range(seeds)``; the full set is fitted once. Each row is
+    ``fit`` is the classifier (default: ``fit_logistic`` with ``max_iter``). A few-shot entry ``k`` is fitted
+    on ``few_shot_indices(train_y, k, seed)`` for each seed in ``range(seeds)``, and ``fit`` gets that seed;
+    the full set is fitted once, with seed 0. Each row is
     ``{"shots": k or "full", "mean", "std" (population), "runs", "accuracies"}``."""
     tr_x, tr_y, te_x, te_y = _split(train_x, train_y, test_x, test_y)
     if seeds < 1:
         raise ValueError(f"seeds must be at least 1, got {seeds}")
+    if fit is None:
+        def fit(a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray, seed: int) -> float:
+            return fit_logistic(a, b, c, d, max_iter=max_iter)
     rows = []
     for k in shots:
         if k is None:
-            accuracies = [fit_logistic(tr_x, tr_y, te_x, te_y, max_iter=max_iter)]
+            accuracies = [fit(tr_x, tr_y, te_x, te_y, 0)]
         else:
             if k < 1:
                 raise ValueError(f"shots entries must be positive or None, got {k}")
             accuracies = []
             for seed in range(seeds):
                 idx = few_shot_indices(tr_y, k, seed)
-                accuracies.append(fit_logistic(tr_x[idx], tr_y[idx], te_x, te_y, max_iter=max_iter))
+                accuracies.append(fit(tr_x[idx], tr_y[idx], te_x, te_y, seed))
         rows.append(
             {
                 "shots": "full" if k is None else int(k),
@@ -195,6 +310,95 @@ def knn_accuracy(
             votes.scatter_add_(1, train_classes[top_idx], weights)
             predicted.append(votes.argmax(dim=1).numpy())
     return float(np.mean(classes[np.concatenate(predicted)] == te_y))
+
+
+def knn_euclidean_accuracy(
+    train_x: _Array,
+    train_y: np.ndarray,
+    test_x: _Array,
+    test_y: np.ndarray,
+    *,
+    k: int = 20,
+    batch: int = 1024,
+) -> float:
+    """Accuracy of EBCLR's released kNN classifier: the ``k`` nearest train features in Euclidean distance
+    vote for their labels with weight ``1 / distance``; the largest summed weight wins (ties: the smallest label).
+
+    A test feature at distance zero from some of its ``k`` neighbours (a duplicate of a training feature) takes
+    the vote of those exact matches alone, one each: the limit of the 1/d weights (the released code divides by
+    zero there). Distances are computed directly, not by the matrix-product shortcut, so that a duplicate is at
+    exactly zero. ``k`` is clipped to the training-set size; ties at the k-th distance are broken arbitrarily."""
+    tr_x, tr_y, te_x, te_y = _split(train_x, train_y, test_x, test_y)
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    _check_batch(batch)
+    classes, class_idx = np.unique(tr_y, return_inverse=True)
+    k = min(k, tr_x.shape[0])
+    train = torch.as_tensor(tr_x)
+    test = torch.as_tensor(te_x, dtype=train.dtype)
+    train_classes = torch.as_tensor(class_idx, dtype=torch.long)
+    predicted = []
+    with torch.no_grad():
+        for start in range(0, test.shape[0], batch):
+            dist = torch.cdist(test[start : start + batch], train, compute_mode="donot_use_mm_for_euclid_dist")
+            top_dist, top_idx = dist.topk(k, dim=1, largest=False)
+            exact = top_dist == 0
+            weights = torch.where(exact.any(dim=1, keepdim=True), exact.to(top_dist.dtype), 1.0 / top_dist)
+            votes = torch.zeros(dist.shape[0], classes.size, dtype=weights.dtype)
+            votes.scatter_add_(1, train_classes[top_idx], weights)
+            predicted.append(votes.argmax(dim=1).numpy())
+    return float(np.mean(classes[np.concatenate(predicted)] == te_y))
+
+
+@dataclass(frozen=True)
+class ProbeProtocol:
+    """The classifiers a probe uses, in words (for every result) and as functions."""
+
+    name: str
+    linear: str
+    knn: str
+    source: str
+    fit_linear: LinearFit
+    fit_knn: KnnFit
+
+    def describe(self) -> dict[str, str]:
+        return {"name": self.name, "linear": self.linear, "knn": self.knn, "source": self.source}
+
+
+def _standard_linear(tr_x: np.ndarray, tr_y: np.ndarray, te_x: np.ndarray, te_y: np.ndarray, seed: int) -> float:
+    return fit_logistic(tr_x, tr_y, te_x, te_y)
+
+
+def _standard_knn(tr_x: np.ndarray, tr_y: np.ndarray, te_x: np.ndarray, te_y: np.ndarray, k: int) -> float:
+    return knn_accuracy(tr_x, tr_y, te_x, te_y, k=k)
+
+
+def _cebm_linear(tr_x: np.ndarray, tr_y: np.ndarray, te_x: np.ndarray, te_y: np.ndarray, seed: int) -> float:
+    return fit_liblinear(tr_x, tr_y, te_x, te_y)
+
+
+def _ebclr_linear(tr_x: np.ndarray, tr_y: np.ndarray, te_x: np.ndarray, te_y: np.ndarray, seed: int) -> float:
+    return fit_adam_linear(tr_x, tr_y, te_x, te_y, seed=seed)
+
+
+def _euclidean_knn(tr_x: np.ndarray, tr_y: np.ndarray, te_x: np.ndarray, te_y: np.ndarray, k: int) -> float:
+    return knn_euclidean_accuracy(tr_x, tr_y, te_x, te_y, k=k)
+
+
+_EUCLIDEAN_KNN = "Euclidean distance on raw features, votes weighted 1/d"
+PROTOCOLS: dict[str, ProbeProtocol] = {
+    "cebm": ProbeProtocol(
+        "cebm", "logistic regression (liblinear, C=1, one-vs-rest) on raw features", _EUCLIDEAN_KNN,
+        "paper 001 and its released evaluation (hao-w/cebm); its kNN is EBCLR's, the paper has none",
+        _cebm_linear, _euclidean_knn),
+    "ebclr": ProbeProtocol(
+        "ebclr", "linear layer on raw features, Adam lr 1e-3, batch 512, 200 epochs", _EUCLIDEAN_KNN,
+        "paper 004 and its released Evaluation.ipynb (1202kbs/EBCLR)", _ebclr_linear, _euclidean_knn),
+    "standard": ProbeProtocol(
+        "standard", "logistic regression (lbfgs, C=1) on standardised features",
+        "cosine similarity, votes weighted exp(sim / 0.07)", "ebmctl; the kNN of Wu et al. 2018",
+        _standard_linear, _standard_knn),
+}
 
 
 def nearest_neighbour_confusion(

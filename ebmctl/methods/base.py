@@ -27,6 +27,7 @@ from ebmctl.methods.parts import (
 )
 from ebmctl.samplers.buffers import ReplayBuffer, SlotBuffer
 from ebmctl.samplers.langevin import LangevinParams, augmented_sgld, frozen
+from ebmctl.samplers.pool import PoolResult, PoolSchedule, pool_sgld
 from ebmctl.samplers.transitions import Transition
 
 
@@ -166,6 +167,44 @@ class PersistentChainEbm(PixelRange, ModelState, ABC):
                 callback=callback,
             )
         return self.to_images(x)
+
+    def sample_pool(
+        self,
+        schedule: PoolSchedule,
+        *,
+        step_size: float | None = None,
+        noise: float | None = None,
+        init: str = "noise",
+        ema: bool = True,
+        y: Tensor | None = None,
+        energy: Callable[[Tensor], Tensor] | None = None,
+        callback: Callable[[int, Tensor], None] | None = None,
+    ) -> PoolResult:
+        """One pool of ICD's released test schedule (:func:`pool_sgld`), filled from ``init`` (noise or the
+        replay buffer); ``callback(round, images)`` sees the chains filled so far after every round."""
+        net = self.model.eval_net(ema)
+        if callback is not None and self.pixel_range != (0.0, 1.0):
+            user_callback = callback
+            callback = lambda k, x: user_callback(k, self.to_images(x))  # noqa: E731
+        buffer = self.chains.buffer
+        if init == "buffer" and (buffer is None or len(buffer) == 0):
+            raise ValueError("this run has no replay buffer to start from")
+
+        def fresh(n: int) -> Tensor:
+            if init == "buffer" and buffer is not None:
+                return buffer.sample(n).to(self.device)
+            return self.chains.noise(n, self.device)
+
+        params = replace(
+            self.sampler,
+            step_size=self.sampler.step_size if step_size is None else step_size,
+            noise=self.sampler.noise if noise is None else noise,
+        )
+        with frozen(net):
+            out = pool_sgld(energy or summed_energy(net, y), fresh, params, schedule,
+                            transition=self.chains.transition, callback=callback)
+        out.x = self.to_images(out.x)
+        return out
 
     def ood_scores(self, x: Tensor, names: list[str], ema: bool = True) -> dict[str, Tensor]:
         """Scores with higher = more in-distribution (see :func:`energy_scores`)."""

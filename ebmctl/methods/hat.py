@@ -202,7 +202,7 @@ class Hat(PixelRange, ModelState):
         return energy_scores(lambda v: net(v).sum(dim=1), net, self.to_model(x), names)
 
     def representation(self, x: Tensor, ema: bool = True) -> Tensor:
-        """The hat network's summed features before its last linear layer."""
+        """The hat network's pooled features before its last linear layer."""
         net = self.model.eval_net(ema)
         with torch.no_grad():
             return net.features(self.to_model(x))

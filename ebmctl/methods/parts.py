@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ebmctl.methods.optimizers import ClippedAdam
 from ebmctl.methods.state import load_optimizer, optimizer_meta, optimizer_tensors, prefixed, unprefixed
 from ebmctl.samplers.buffers import ReplayBuffer
 from ebmctl.samplers.langevin import frozen, input_grad
@@ -75,13 +76,28 @@ class _Entry(nn.Module):
         return (self.net if entry is None else getattr(self.net, entry))(*args, **kwargs)
 
 
+CLIP_MODES = ("total", "per_tensor")
+
+
+@torch.no_grad()
+def clip_grad_norm_per_tensor(params: list[nn.Parameter], max_norm: float) -> Tensor:
+    """Scale each parameter's gradient g to ``g * max_norm / max(||g||, max_norm)`` on its own (TensorFlow's
+    ``clip_by_norm`` applied tensor by tensor); return the norm of all gradients together before clipping."""
+    norms = torch.stack([p.grad.norm() for p in params])
+    for p, norm in zip(params, norms, strict=True):
+        p.grad.mul_(max_norm / torch.clamp(norm, min=max_norm))
+    return torch.linalg.vector_norm(norms)
+
+
 class EnergyModel:
     """A trained net with its optimiser, learning-rate schedule, gradient-norm clipping and optional EMA.
 
-    ``optimizer`` is Adam (``betas``) or SGD (``momentum``, ``weight_decay``). The learning rate warms up
+    ``optimizer`` is Adam (``betas``), IGEBM's released Adam that clips each gradient element first
+    (``adam_clip``, :class:`ClippedAdam`) or SGD (``momentum``, ``weight_decay``). The learning rate warms up
     linearly over ``warmup`` updates and then follows a cosine decay to 0 over ``cosine_steps`` updates when
     that is set (CLEL's encoder), as torch's LambdaLR and CosineAnnealingLR would. The EMA copies the weights
-    outright for the first ``ema_start`` updates, then averages with decay ``ema``.
+    outright for the first ``ema_start`` updates, then averages with decay ``ema``. ``grad_clip_mode`` "total"
+    bounds the norm of all gradients together by ``grad_clip``, "per_tensor" that of each parameter tensor.
     """
 
     def __init__(
@@ -91,6 +107,7 @@ class EnergyModel:
         lr: float,
         betas: tuple[float, float] = (0.9, 0.999),
         grad_clip: float | None = None,
+        grad_clip_mode: str = "total",
         ema: float | None = None,
         optimizer: str = "adam",
         momentum: float = 0.0,
@@ -104,10 +121,15 @@ class EnergyModel:
             self.optimizer: torch.optim.Optimizer = torch.optim.Adam(
                 net.parameters(), lr=lr, betas=betas, weight_decay=weight_decay
             )
+        elif optimizer == "adam_clip":
+            self.optimizer = ClippedAdam(net.parameters(), lr=lr, betas=betas, weight_decay=weight_decay)
         elif optimizer == "sgd":
             self.optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
         else:
             raise ValueError(f"unknown optimizer {optimizer!r}")
+        if grad_clip_mode not in CLIP_MODES:
+            raise ValueError(f"unknown grad_clip_mode {grad_clip_mode!r}; choose from {', '.join(CLIP_MODES)}")
+        self.grad_clip_mode = grad_clip_mode
         self.base_lr = lr
         self.warmup = warmup
         self.cosine_steps = cosine_steps
@@ -162,7 +184,9 @@ class EnergyModel:
         ``loss.backward()`` once, then ``update()`` each. Returns the gradient norm before clipping.
         """
         params = [p for p in self.net.parameters() if p.grad is not None]
-        if self.grad_clip is not None:
+        if self.grad_clip is not None and params and self.grad_clip_mode == "per_tensor":
+            norm = clip_grad_norm_per_tensor(params, self.grad_clip)
+        elif self.grad_clip is not None:
             norm = torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
         else:
             norm = torch.linalg.vector_norm(torch.stack([p.grad.detach().norm() for p in params])) if params else None

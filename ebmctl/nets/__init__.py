@@ -13,6 +13,7 @@ from torch import nn
 
 from ebmctl.nets.cebm import CebmNet
 from ebmctl.nets.clel import CLEL_SIZES, ClelEnergyNet, clel_energy_net
+from ebmctl.nets.conv_mlp import ConvMlpEnergy
 from ebmctl.nets.encoders import ENCODERS, ResNetEncoder
 from ebmctl.nets.icd_resnet import IcdResNet
 from ebmctl.nets.igebm_resnet import IgebmResNet
@@ -25,6 +26,7 @@ NETS: dict[str, Callable[..., nn.Module]] = {
     "igebm_resnet": IgebmResNet,
     "small_conv": SmallConvEnergy,
     "mlp": MlpEnergy,
+    "conv_mlp": ConvMlpEnergy,
 }
 
 
@@ -46,6 +48,7 @@ __all__ = [
     "NETS",
     "CebmNet",
     "ClelEnergyNet",
+    "ConvMlpEnergy",
     "IcdResNet",
     "IgebmResNet",
     "MlpEnergy",

@@ -79,6 +79,32 @@ def _activation(name: str) -> nn.Module:
     return nn.LeakyReLU(0.2) if name == "leaky_relu" else nn.SiLU()
 
 
+def conv_stack(in_channels: int, image_size: int, channels: Sequence[int], kernels: Sequence[int],
+               strides: Sequence[int], paddings: Sequence[int], activation: str) -> tuple[list[nn.Module], int]:
+    """CEBM's encoder convs (each followed by the activation) and a flatten; returns the layers and the number
+    of flat features they output for a square ``image_size`` input."""
+    channels, kernels, strides, paddings = tuple(channels), tuple(kernels), tuple(strides), tuple(paddings)
+    if not channels or not len(channels) == len(kernels) == len(strides) == len(paddings):
+        raise ValueError(
+            f"channels, kernels, strides and paddings need the same non-zero length, got {channels}, "
+            f"{kernels}, {strides} and {paddings}"
+        )
+    if min(channels + kernels + strides) < 1 or min(paddings) < 0:
+        raise ValueError("channels, kernels and strides must be positive and paddings non-negative")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
+    layers: list[nn.Module] = []
+    size, width = image_size, in_channels
+    for out_channels, k, s, p in zip(channels, kernels, strides, paddings, strict=True):
+        size = (size + 2 * p - k) // s + 1
+        if size < 1:
+            raise ValueError(f"the conv stack shrinks a {image_size}x{image_size} input below 1x1")
+        layers += [nn.Conv2d(width, out_channels, k, stride=s, padding=p), _activation(activation)]
+        width = out_channels
+    layers.append(nn.Flatten())
+    return layers, width * size * size
+
+
 class CebmNet(nn.Module):
     """CEBM energy net: ``forward`` gives the marginal energy (B, 1), ``features`` the posterior mean.
 
@@ -114,19 +140,8 @@ class CebmNet(nn.Module):
         learn_bias: bool = False,
     ) -> None:
         super().__init__()
-        channels, kernels = tuple(channels), tuple(kernels)
-        strides, paddings = tuple(strides), tuple(paddings)
-        if not channels or not len(channels) == len(kernels) == len(strides) == len(paddings):
-            raise ValueError(
-                f"channels, kernels, strides and paddings need the same non-zero length, got {channels}, "
-                f"{kernels}, {strides} and {paddings}"
-            )
-        if min(channels + kernels + strides) < 1 or min(paddings) < 0:
-            raise ValueError("channels, kernels and strides must be positive and paddings non-negative")
         if min(in_channels, image_size, latent_dim) < 1 or hidden < 0:
             raise ValueError("in_channels, image_size and latent_dim must be positive, hidden >= 0")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
         if bias not in BIASES:
             raise ValueError(f"unknown bias {bias!r}; choose one of {', '.join(BIASES)}")
         if components < 1:
@@ -136,16 +151,7 @@ class CebmNet(nn.Module):
         self.in_channels = in_channels
         self.image_size = image_size
 
-        layers: list[nn.Module] = []
-        size, width = image_size, in_channels
-        for out_channels, k, s, p in zip(channels, kernels, strides, paddings, strict=True):
-            size = (size + 2 * p - k) // s + 1
-            if size < 1:
-                raise ValueError(f"the conv stack shrinks a {image_size}x{image_size} input below 1x1")
-            layers += [nn.Conv2d(width, out_channels, k, stride=s, padding=p), _activation(activation)]
-            width = out_channels
-        layers.append(nn.Flatten())
-        flat = width * size * size
+        layers, flat = conv_stack(in_channels, image_size, channels, kernels, strides, paddings, activation)
         if hidden > 0:
             layers += [nn.Linear(flat, hidden), _activation(activation)]
         self.encoder = nn.Sequential(*layers)

@@ -1,7 +1,8 @@
 """CLEL energy net (Lee et al., ICLR 2023): a spectrally normalised pre-activation ResNet with two MLPs.
 
 The head f maps an image to f(x); the energy is ``0.5 * ||f(x)||^2``. The bias-free projection g maps the
-direction f / ||f|| to a unit latent that CLEL aligns with a contrastive encoder's representation.
+direction f / ||f|| to a unit latent that CLEL aligns with a contrastive encoder's representation. The paper's
+g is a two-layer MLP; its Table 5 ablates it to one linear layer and to the identity (no g).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ebmctl.nets.layers import spectral_norm as add_spectral_norm
 
 NORM_EPS = 1e-8
 _SLOPE = 0.2
+PROJECTIONS = ("mlp", "linear", "identity")
 
 
 def _act(x: Tensor) -> Tensor:
@@ -67,11 +69,22 @@ def _mlp(dims: tuple[int, int, int], bias: bool) -> nn.Sequential:
     )
 
 
+def _projection(kind: str, latent_dim: int, hidden: int) -> nn.Module:
+    """g: the bias-free MLP ``latent-hidden-latent`` (mlp), one bias-free linear layer (linear) or the identity."""
+    if kind == "mlp":
+        return _mlp((latent_dim, hidden, latent_dim), bias=False)
+    if kind == "linear":
+        return nn.Linear(latent_dim, latent_dim, bias=False)
+    return nn.Identity()
+
+
 class ClelEnergyNet(nn.Module):
     """CLEL's EBM: ``forward`` gives the energy ``0.5 * ||f(x)||^2`` as (B, 1); ``latent`` the unit g-latent.
 
     ``scales=3`` is the large model: independent trunks on the (normalised) image at full, half and
     quarter resolution (avg-pool 2 and 4) whose pooled features are concatenated before the head.
+    ``projection`` picks g: the paper's MLP, or Table 5's ablations ``linear`` and ``identity`` (the latent is then
+    f / ||f|| itself).
     Linear weights start at N(0, 0.01), conv weights at Kaiming-normal (fan-in, linear gain), biases at 0;
     every conv is then spectrally normalised when ``spectral_norm``. The paper's sizes (``CLEL_SIZES``)
     have 1,725,056 (small), 6,955,648 (base) and 30,706,816 (large) parameters, as released.
@@ -91,6 +104,7 @@ class ClelEnergyNet(nn.Module):
         mean: tuple[float, ...] | None = None,
         std: tuple[float, ...] | None = None,
         num_classes: int = 0,
+        projection: str = "mlp",
     ) -> None:
         super().__init__()
         channels, blocks = tuple(channels), tuple(blocks)
@@ -104,6 +118,8 @@ class ClelEnergyNet(nn.Module):
             raise ValueError(f"scales must be 1 or 3, got {scales}")
         if min(in_channels, hidden, latent_dim) < 1:
             raise ValueError("in_channels, hidden and latent_dim must be positive")
+        if projection not in PROJECTIONS:
+            raise ValueError(f"projection must be one of {', '.join(PROJECTIONS)}, got {projection!r}")
         self.num_classes = 0
         self.num_scales = 1
         self.scales = scales
@@ -112,7 +128,7 @@ class ClelEnergyNet(nn.Module):
         self.trunks = nn.ModuleList(ClelTrunk(in_channels, channels, blocks) for _ in range(scales))
         self.feature_dim = scales * channels[-1]
         self.head = _mlp((self.feature_dim, hidden, latent_dim), bias=True)
-        self.projection = _mlp((latent_dim, hidden, latent_dim), bias=False)
+        self.projection = _projection(projection, latent_dim, hidden)
         self._init_weights()
         if spectral_norm:
             for m in list(self.modules()):
@@ -149,7 +165,7 @@ class ClelEnergyNet(nn.Module):
         return self.head(self.features(x))
 
     def latent(self, f: Tensor) -> Tensor:
-        """Unit latent ``normalize(g(f / ||f||))``, (B, latent_dim)."""
+        """Unit latent ``normalize(g(f / ||f||))``, (B, latent_dim); ``f / ||f||`` when g is the identity."""
         return F.normalize(self.projection(F.normalize(f, dim=1, eps=NORM_EPS)), dim=1, eps=NORM_EPS)
 
     def f_and_latent(self, x: Tensor) -> tuple[Tensor, Tensor]:

@@ -1,7 +1,8 @@
 """SN-GAN ResNet generators and discriminators (Miyato et al. 2018) as laid out in the Mimicry library.
 
 Image sizes 32, 64 and 128 are supported. The discriminator with ``spectral_norm=False`` is the "hat
-network" of Hat EBM (Hill et al. 2022); ``ImageLatentGenerator`` is that paper's retrofit decoder, which
+network" of Hat EBM (Hill et al. 2022; its released variant pools by mean and drops the output bias, see
+:class:`SnganDiscriminator`); ``ImageLatentGenerator`` is that paper's retrofit decoder, which
 maps an image-shaped latent (B, 1, 16, 16) to a 32 px image, and ``SphereEncoder`` is the matching
 inference net of its autoencoder, whose latents lie on the sphere of radius sqrt(m) (m latent entries).
 Both generators take ``out_scale``, the factor on their final tanh (Hat EBM uses 2 so that a generator
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import math
 from itertools import pairwise
-from typing import Self
+from typing import Literal, Self
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +28,7 @@ from ebmctl.nets.layers import check_labels
 from ebmctl.nets.layers import spectral_norm as add_spectral_norm
 
 IMAGE_SIZES = (32, 64, 128)
+POOLINGS = ("sum", "mean")
 _RESIDUAL_GAIN = math.sqrt(2.0)
 
 
@@ -282,9 +284,13 @@ class SnganDiscriminator(nn.Module):
 
     An optimized first block, then DBlocks: at 32 px widths stay at ndf (default 128) with one more
     downsampling; at 64 and 128 px they double from ndf/16 to ndf (default 1024) with a downsampling per
-    block, plus a final non-downsampling ndf->ndf block at 128 px. The head is ``Linear(ReLU(h) summed
-    over H and W)``; the spatial sum (not mean) is Mimicry's. With ``spectral_norm=False`` it is Hat EBM's
-    hat network. ``forward(x, y=None)`` follows the energy-net convention and rejects labels.
+    block, plus a final non-downsampling ndf->ndf block at 128 px. The head is ``Linear(pool(ReLU(h)))``.
+
+    The defaults are Mimicry's layout: a spatial ``pooling="sum"``, a biased output and ``block_hidden="in"``
+    (a DBlock's first conv keeps its input width). Hat EBM's released hat network (``EBMSNGAN32/64/128``) is
+    this net with ``spectral_norm=False``, ``pooling="mean"`` (global average pooling), ``bias=False`` and
+    ``block_hidden="out"`` (the first conv widens at once, which matters at 64 and 128 px only), at width 256
+    at 32 px. ``forward(x, y=None)`` follows the energy-net convention and rejects labels.
     """
 
     def __init__(
@@ -294,11 +300,18 @@ class SnganDiscriminator(nn.Module):
         in_channels: int = 3,
         spectral_norm: bool = True,
         bias: bool = True,
+        pooling: Literal["sum", "mean"] = "sum",
+        block_hidden: Literal["in", "out"] = "in",
     ) -> None:
         super().__init__()
         _check_image_size(image_size)
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        if block_hidden not in ("in", "out"):
+            raise ValueError(f"block_hidden must be 'in' or 'out', got {block_hidden!r}")
         self.image_size = image_size
         self.num_classes = 0
+        self.pooling = pooling
         blocks: list[nn.Module]
         if image_size == 32:
             self.ndf = 128 if ndf is None else ndf
@@ -313,7 +326,8 @@ class SnganDiscriminator(nn.Module):
             widths = [self.ndf >> i for i in range(4, -1, -1)]
             blocks = [DBlockOptimized(in_channels, widths[0], spectral_norm)]
             blocks += [
-                DBlock(c_in, c_out, downsample=True, spectral_norm=spectral_norm)
+                DBlock(c_in, c_out, c_out if block_hidden == "out" else None, downsample=True,
+                       spectral_norm=spectral_norm)
                 for c_in, c_out in pairwise(widths)
             ]
             if image_size == 128:
@@ -323,9 +337,10 @@ class SnganDiscriminator(nn.Module):
         self.linear = _init(nn.Linear(self.ndf, 1, bias=bias), 1.0, spectral_norm)
 
     def features(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        """Spatially summed ReLU features of the last block, (B, ndf)."""
+        """ReLU features of the last block, summed or averaged over H and W, (B, ndf)."""
         check_labels(y, self.num_classes, x.shape[0])
-        return F.relu(self.blocks(x)).sum(dim=(2, 3))
+        h = F.relu(self.blocks(x))
+        return h.mean(dim=(2, 3)) if self.pooling == "mean" else h.sum(dim=(2, 3))
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         return self.linear(self.features(x, y))

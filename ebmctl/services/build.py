@@ -103,7 +103,7 @@ def net_kwargs(spec: RunSpec, info: DataInfo) -> dict[str, Any]:
         if spec.net.name == "mlp":
             raise SpecError(f"{info.name} holds images; the mlp net takes 2D points", "pick a conv net, e.g. small_conv")
         kwargs["in_channels"] = info.shape[0]
-        if spec.net.name == "cebm_conv":
+        if spec.net.name in ("cebm_conv", "conv_mlp"):  # their FC layers take the flattened convs
             kwargs["image_size"] = info.shape[-1]
     return kwargs
 
@@ -196,8 +196,8 @@ def build_method(spec: RunSpec, info: DataInfo, device: torch.device) -> Any:
     if isinstance(spec.method, ClelMethodSpec):
         return _build_clel(spec, info, net, sampler, chains, device)
     tr = spec.train
-    model = EnergyModel(net, lr=tr.lr, betas=tr.betas, grad_clip=tr.grad_clip, ema=tr.ema, optimizer=tr.optimizer,
-                        momentum=tr.momentum, weight_decay=tr.weight_decay)
+    model = EnergyModel(net, lr=tr.lr, betas=tr.betas, grad_clip=tr.grad_clip, grad_clip_mode=tr.grad_clip_mode,
+                        ema=tr.ema, optimizer=tr.optimizer, momentum=tr.momentum, weight_decay=tr.weight_decay)
     method_kwargs = spec.method.model_dump(exclude={"name", "condition"})
     return METHODS[spec.method.name](model, sampler=sampler, chains=chains, device=device, **method_kwargs)
 
@@ -246,12 +246,16 @@ def _build_clel(spec: RunSpec, info: DataInfo, net: torch.nn.Module, sampler: La
         raise SpecError("clel models images with the clel_resnet net", "use a clel-* preset (net.name=clel_resnet)")
     if tr.ema is not None:
         raise SpecError("clel sets its EMA through method.ema_halflife", "leave train.ema unset (none)")
+    if spec.net.latent_dim != m.encoder.out_dim:
+        raise SpecError(f"net.latent_dim {spec.net.latent_dim} differs from method.encoder.out_dim "
+                        f"{m.encoder.out_dim}: the latent term compares g(f/|f|) with the encoder's latent",
+                        f"set --set method.encoder.out_dim={spec.net.latent_dim}")
     ebm_batch = tr.batch_size
     encoder_batch = m.encoder_batch_size or ebm_batch
     decay = 0.5 ** (ebm_batch / m.ema_halflife)
     ema_start = int(m.ema_halflife / ebm_batch)
-    model = EnergyModel(net, lr=tr.lr, betas=tr.betas, grad_clip=tr.grad_clip, ema=decay, warmup=m.warmup,
-                        ema_start=ema_start)
+    model = EnergyModel(net, lr=tr.lr, betas=tr.betas, grad_clip=tr.grad_clip, grad_clip_mode=tr.grad_clip_mode,
+                        ema=decay, warmup=m.warmup, ema_start=ema_start)
     enc = _net_for(info, f"{m.encoder.name} encoder", lambda: ENCODERS[m.encoder.name](
         in_channels=info.shape[0], image_size=info.shape[-1], width=m.encoder.width, out_dim=m.encoder.out_dim,
         hidden=m.encoder.hidden, mean=spec.net.mean, std=spec.net.std,
@@ -299,8 +303,8 @@ def _build_encoder_method(spec: RunSpec, info: DataInfo, device: torch.device) -
         hidden=net_spec.hidden, mean=net_spec.mean, std=net_spec.std, batch_norm=net_spec.batch_norm,
         activation=net_spec.activation, head_bn=net_spec.head_bn, normalize=net_spec.normalize,
     )).to(device)
-    model = EnergyModel(net, lr=tr.lr, betas=tr.betas, grad_clip=tr.grad_clip, ema=tr.ema, optimizer=tr.optimizer,
-                        momentum=tr.momentum, weight_decay=tr.weight_decay)
+    model = EnergyModel(net, lr=tr.lr, betas=tr.betas, grad_clip=tr.grad_clip, grad_clip_mode=tr.grad_clip_mode,
+                        ema=tr.ema, optimizer=tr.optimizer, momentum=tr.momentum, weight_decay=tr.weight_decay)
     augment = augmentation(spec, shape)
     if isinstance(m, SimclrMethodSpec):
         return Simclr(model, augment=augment, temperature=m.temperature, device=device)
@@ -333,8 +337,8 @@ def _check_square(method: str, info: DataInfo, sizes: tuple[int, ...]) -> int:
 
 def _optim_kwargs(spec: RunSpec) -> dict[str, Any]:
     tr = spec.train
-    return {"lr": tr.lr, "betas": tr.betas, "grad_clip": tr.grad_clip, "optimizer": tr.optimizer,
-            "momentum": tr.momentum, "weight_decay": tr.weight_decay}
+    return {"lr": tr.lr, "betas": tr.betas, "grad_clip": tr.grad_clip, "grad_clip_mode": tr.grad_clip_mode,
+            "optimizer": tr.optimizer, "momentum": tr.momentum, "weight_decay": tr.weight_decay}
 
 
 def build_generator(arch: GeneratorSpec, image_size: int, channels: int) -> torch.nn.Module:
@@ -361,7 +365,9 @@ def _build_hat(spec: RunSpec, info: DataInfo, device: torch.device) -> Hat:
                         "drop hat.generator, or use method.mode=refine or retrofit to build on a trained one")
     if tr.ema is not None:
         raise SpecError("hat runs evaluate the trained hat network itself", "leave train.ema unset (none)")
-    hat_net = SnganDiscriminator(size, ndf=net_spec.ndf, in_channels=info.shape[0], spectral_norm=False).to(device)
+    hat_net = SnganDiscriminator(size, ndf=net_spec.ndf, in_channels=info.shape[0], spectral_norm=False,
+                                 bias=net_spec.bias, pooling=net_spec.pooling,
+                                 block_hidden=net_spec.block_hidden).to(device)
     gen = build_generator(spec.hat.generator_net, size, info.shape[0]).to(device)
     model = EnergyModel(hat_net, **_optim_kwargs(spec))
     generator_model = None

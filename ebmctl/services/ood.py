@@ -165,11 +165,13 @@ def _score_set(method: Any, ds: Any, idx: torch.Tensor, opts: OodOptions, device
                name: str, references: torch.Tensor | None = None) -> dict[str, np.ndarray]:
     parts: dict[str, list[np.ndarray]] = {s: [] for s in opts.scores}
     energy_scores = [s for s in opts.scores if s != "latent_nn"]
+    # input noise of a method that scores perturbed inputs (CEBM's method.ood_noise): one seeded stream per set
+    noise = {"generator": torch.Generator().manual_seed(0)} if getattr(method, "ood_noise", 0.0) > 0 else {}
     with reporter.progress(f"score {name}", len(idx), unit="image") as bar:
         done = 0
         for chunk in idx.split(opts.batch_size):
             x = to_float(ds.get_batch(chunk)[0], dequantize=False).to(device)
-            extra = {} if opts.beta is None else {"beta": opts.beta}
+            extra = noise if opts.beta is None else {"beta": opts.beta, **noise}
             if energy_scores:
                 for k, v in method.ood_scores(x, energy_scores, ema=opts.ema, **extra).items():
                     parts[k].append(v.detach().cpu().double().numpy())

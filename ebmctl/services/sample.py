@@ -14,10 +14,12 @@ import torch
 
 from ebmctl.checkpoints import write_bytes_atomic
 from ebmctl.data import to_float
+from ebmctl.data.registry import dataset_entry, dataset_names
 from ebmctl.errors import CapabilityError, SpecError, UsageError
 from ebmctl.runs import RunRef, command_dir, write_json
 from ebmctl.samplers.fastpath import PRECISIONS
 from ebmctl.samplers.langevin import LangevinParams
+from ebmctl.samplers.pool import PoolSchedule
 from ebmctl.samples_file import iter_rows, streaming_tensor_file
 from ebmctl.services.build import data_root, dataset_from, resolve_device
 from ebmctl.services.conditioning import Condition, class_condition, instance_condition
@@ -49,6 +51,7 @@ class SampleOptions:
     class_label: str | None = None
     beta: float | None = None  # beta of CLEL's E(x|z) (None: the run's method.guidance)
     precision: str | None = None  # energy precision inside the sampler (None: the run's sampler.precision)
+    schedule: str | None = None  # chains or pool (None: the run's sample.schedule)
 
 
 @dataclass
@@ -73,7 +76,8 @@ def cache_dir() -> Path:
 def _settings(run: LoadedRun, opts: SampleOptions) -> dict[str, Any]:
     d = run.spec.sample
     s = {
-        "n": opts.n if opts.n is not None else d.n,
+        # --fid without --n draws as many samples as the FID protocol scores (eval.fid_samples)
+        "n": opts.n if opts.n is not None else max(d.n, run.spec.eval.fid_samples) if opts.fid else d.n,
         "steps": opts.steps if opts.steps is not None else d.steps,
         "init": opts.init or d.init,
         "aug_every": opts.aug_every if opts.aug_every is not None else d.aug_every,
@@ -92,11 +96,39 @@ def _settings(run: LoadedRun, opts: SampleOptions) -> dict[str, Any]:
         raise UsageError(f"unknown --precision {s['precision']!r}", f"use one of {', '.join(PRECISIONS)}")
     if s["plain_steps"] > s["steps"]:
         s["plain_steps"] = s["steps"]
+    s["schedule"] = opts.schedule or d.schedule
+    if s["schedule"] == "pool":
+        _pool_settings(run, opts, s)
+    elif s["schedule"] != "chains":
+        raise UsageError(f"unknown --schedule {s['schedule']!r}", "use chains or pool")
     if run.spec.method.name == "hat":  # its own joint sampler: the run's epsilons, not step size and noise
         method = run.spec.method
         s.update(step_size=None, noise=None, epsilon=getattr(method, "epsilon", None),
                  epsilon_latent=getattr(method, "epsilon_latent", None))
     return s
+
+
+def _pool_settings(run: LoadedRun, opts: SampleOptions, s: dict[str, Any]) -> None:
+    """Check and record the pool schedule's settings in ``s`` (its rounds replace steps and plain_steps)."""
+    if opts.steps is not None or opts.plain_steps is not None:
+        raise UsageError("--steps and --plain-steps set the chains schedule; this run samples with the pool schedule",
+                         "add --schedule chains, or leave them out to run the pool's rounds")
+    if not hasattr(run.method, "sample_pool"):
+        raise CapabilityError(f"method {run.spec.method.name} has no pool schedule", "use --schedule chains")
+    d = run.spec.sample
+    try:
+        schedule = PoolSchedule(size=d.pool, batch=d.pool_batch, rounds=d.pool_rounds,
+                                plain_rounds=d.pool_plain_rounds, plain_splits=d.pool_plain_splits,
+                                steps=s["aug_every"])
+    except ValueError as err:
+        raise UsageError(f"pool schedule: {err}", "the pool runs rounds of --aug-every steps (at least 1)") from None
+    del s["steps"], s["plain_steps"]
+    s["pool"] = {"size": schedule.size, "batch": schedule.batch, "rounds": schedule.rounds,
+                 "plain_rounds": schedule.plain_rounds, "plain_splits": schedule.plain_splits}
+
+
+def _pool_schedule(s: dict[str, Any]) -> PoolSchedule:
+    return PoolSchedule(**s["pool"], steps=s["aug_every"])
 
 
 def _set_precision(run: LoadedRun, precision: str) -> None:
@@ -136,7 +168,8 @@ def sample(
     keep_n = min(s["n"], max(GRID_SAMPLES, run.spec.eval.fid_samples if opts.fid else 0))
     kept: list[torch.Tensor] = []
     snapshots: list[torch.Tensor] = []
-    every = max(1, s["steps"] // opts.snapshots)
+    pool = _pool_schedule(s) if s["schedule"] == "pool" else None
+    every = max(1, (pool.rounds if pool else s["steps"]) // opts.snapshots)
 
     def keep(k: int, x: torch.Tensor) -> None:
         if (k + 1) % every == 0 or k == 0:
@@ -148,10 +181,34 @@ def sample(
     meta = {"kind": "samples", "run": str(ref.run_dir), "settings": s, "checkpoint_step": run.step}
     started = time.perf_counter()
     done = 0
+    pools = -(-s["n"] // pool.size) if pool else 0
+    label, total, unit = ((f"sample {s['n']}: {pools} pool(s) x {pool.rounds} rounds", pools * pool.rounds, "round")
+                          if pool else (f"sample {s['n']} x {s['steps']} steps", s["n"], "sample"))
+    pool_steps: list[torch.Tensor] = []
     try:
         with streaming_tensor_file(samples_path, "samples", s["n"], meta) as writer, reporter.progress(
-            f"sample {s['n']} x {s['steps']} steps", s["n"], unit="sample"
+            label, total, unit=unit
         ) as bar:
+            for p in range(pools):  # the pool schedule: each pool from fresh chains, its first chains returned
+                assert pool is not None
+
+                def on_round(k: int, x: torch.Tensor, p: int = p) -> None:
+                    bar.update(p * pool.rounds + k + 1)
+                    if p == 0 and len(x) >= min(8, pool.size):  # snapshots of one size
+                        keep(k, x)
+
+                res = run.method.sample_pool(
+                    pool, step_size=s["step_size"], noise=s["noise"], init=s["init"], ema=s["ema"],
+                    energy=condition.energy_for(0, pool.size) if condition else None, callback=on_round,
+                )
+                b = min(pool.size, s["n"] - done)
+                x = res.x[:b].detach().cpu()
+                pool_steps.append(res.steps(pool)[:b])
+                writer.write(x)
+                have = sum(len(c) for c in kept)
+                if have < keep_n:
+                    kept.append(x[: keep_n - have].clone())
+                done += b
             while done < s["n"]:
                 b = min(opts.batch_size, s["n"] - done)
                 x = run.method.sample(
@@ -173,6 +230,11 @@ def sample(
         raise
     first = torch.cat(kept)
     seconds = time.perf_counter() - started
+    if pool_steps:  # each chain of a pool gets its own number of rounds
+        per_sample = torch.cat(pool_steps).float()
+        s["steps"] = round(per_sample.mean().item())
+        s["steps_per_sample"] = {"min": int(per_sample.min()), "mean": round(per_sample.mean().item(), 1),
+                                 "max": int(per_sample.max())}
 
     reference = None
     if first.dim() == 2:
@@ -188,7 +250,7 @@ def sample(
         files["like"] = str(out_dir / "like.png")
 
     metrics: dict[str, Any] = {}
-    if opts.fid:  # on the first eval.fid_samples samples (and as many test images)
+    if opts.fid:  # on the first eval.fid_samples samples (and as many eval.fid_reference images)
         metrics = fid_metrics(run, first[: run.spec.eval.fid_samples], cli_data_root=cli_data_root,
                               device=torch_device, reporter=reporter)
     if condition is not None:
@@ -257,20 +319,36 @@ def fid_metrics(
     spec = run.spec
     root = data_root(spec.data.root, cli_data_root)
     shape = run.info.shape
-    test = _reference_split(spec, root, shape)
+    ref, split = _fid_reference(spec, root, shape)
     n = len(samples)
-    idx = torch.randperm(len(test), generator=torch.Generator().manual_seed(0))[:n]
-    reference = to_float(test.get_batch(idx)[0], dequantize=False)
+    idx = torch.randperm(len(ref), generator=torch.Generator().manual_seed(0))[:n]
+    reference = to_float(ref.get_batch(idx)[0], dequantize=False)
     weights = spec.eval.inception_weights
     out: dict[str, Any] = {}
     judge = None
-    if weights is None or test.info.num_classes > 0:
+    if weights is None or ref.info.num_classes > 0:
         judge = class_judge(run, cli_data_root=cli_data_root, device=device, reporter=reporter)
         out.update(judge_report(judge, samples, device))
-    reporter.info(f"computing FID/KID/PR on {n} samples vs {len(reference)} {spec.data.name} test images")
+    reporter.info(f"computing FID/KID/PR on {n} samples vs {len(reference)} {spec.data.name} {split} images")
+    out["fid_reference"] = f"{spec.data.name} {split}, {len(reference)} images"
     metrics = image_metrics(samples, reference, judge=None if weights else judge, inception_weights=weights)
     out.update(metrics)
     return out
+
+
+def _fid_reference(spec: Any, root: Path | None, shape: tuple[int, ...]) -> tuple[Any, str]:
+    """The images --fid compares with and their split: the one ``eval.fid_reference`` names (the held-out split
+    of a dataset that has none is its training split)."""
+    name = spec.data.name
+    split = "train" if spec.eval.fid_reference == "train" else (
+        dataset_entry(name).eval_split if name in dataset_names() else "test")
+    try:
+        return dataset_from(spec.data, root=root, split=split, image_size=shape[-1], channels=shape[0]), split
+    except SpecError:
+        if split == "train":
+            raise
+    fallback = spec.data.split
+    return dataset_from(spec.data, root=root, split=fallback, image_size=shape[-1], channels=shape[0]), fallback
 
 
 def _reference_split(spec: Any, root: Path | None, shape: tuple[int, ...]):

@@ -599,6 +599,7 @@ OPTIONS: dict[str, list[tuple[Any, ...]]] = {
         (["probe", "--train-n"], below(1)),
         (["probe", "--test-n"], below(1)),
         (["probe", "--batch-size"], below(1)),
+        (["probe", "--protocol"], BAD_WORD.filter(lambda w: w not in ("paper", "standard", "cebm", "ebclr"))),
     ],
     "refine": [
         (["refine", "--n"], st.one_of(below(1), absurd(1_000_000))),

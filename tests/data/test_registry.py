@@ -8,9 +8,10 @@ import torch
 from ebmctl.data import dataset_entry, dataset_names, load_dataset
 from ebmctl.errors import DataError, SpecError
 
-EMBEDDED = ["shapes32", "digits", "textures", "photos", "8gaussians", "rings", "moons", "swissroll",
-            "checkerboard", "pinwheel"]  # fmt: skip
-REAL = ["cifar10", "cifar100", "svhn", "celeba", "mnist", "fashion-mnist", "dtd", "imagenet32", "imagenet"]
+EMBEDDED = ["shapes32", "digits", "mnist5k", "textures", "photos", "constant", "8gaussians", "rings", "moons",
+            "swissroll", "checkerboard", "pinwheel"]  # fmt: skip
+REAL = ["cifar10", "cifar10-interp", "cifar100", "svhn", "celeba", "mnist", "fashion-mnist", "dtd", "dtd-topleft",
+        "imagenet32", "imagenet"]  # fmt: skip
 
 
 def test_every_dataset_is_registered_once():
@@ -94,7 +95,7 @@ def test_real_dataset_without_root_says_how_to_give_one(name):
     assert dataset_entry(name).directory in info.value.hint
 
 
-@pytest.mark.parametrize("name", ["shapes32", "digits", "8gaussians"])
+@pytest.mark.parametrize("name", ["shapes32", "digits", "mnist5k", "constant", "8gaussians"])
 def test_num_classes_in_registry_match_the_data(name):
     ds = load_dataset(name, split="test")
     assert ds.info.num_classes == dataset_entry(name).num_classes

@@ -243,6 +243,71 @@ def test_probe_writes_confusion_pictures_and_result_json(cebm, cebm_probe):
     assert saved["results"] == cebm_probe["results"] and saved["counts"] == cebm_probe["counts"]
 
 
+def test_probe_names_the_cebm_protocol_for_a_cebm_run(cebm_probe):
+    protocol = cebm_probe["protocol"]
+    assert protocol["name"] == "cebm" and "liblinear" in protocol["linear"] and "1/d" in protocol["knn"]
+    assert "hao-w/cebm" in protocol["source"]
+    assert {r["protocol"] for r in cebm_probe["results"]} == {"cebm"}  # the pixel rows too
+
+
+def _digits_features(run: Path) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Model and pixel features of the whole digits train and test splits, encoded as the probe encodes them."""
+    method = load_run(resolve_run(str(run), run.parent), torch.device("cpu")).method
+    out: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {"model": {}, "pixels": {}}
+    for split in ("train", "test"):
+        ds = load_dataset("digits", split=split, image_size=16, channels=1)
+        x, y = ds.get_batch(torch.arange(len(ds)))
+        y = np.asarray(y, dtype=np.int64).reshape(-1)
+        model = [method.representation(to_float(c, dequantize=False)).flatten(1).detach().double().numpy()
+                 for c in x.split(256)]
+        out["model"][split] = (np.concatenate(model), y)
+        out["pixels"][split] = (to_float(x, dequantize=False).flatten(1).double().numpy(), y)
+    return out
+
+
+@pytest.mark.parametrize("protocol", ["paper", "standard"])
+def test_probe_rows_are_the_protocols_classifiers_on_model_and_pixel_features(cebm, protocol):
+    """`--protocol standard` gives the previous probe's numbers; the default, CEBM's, fits liblinear on the raw
+    features and votes 1/d in Euclidean distance, on the pixels as on the model's features."""
+    from ebmctl.evaluation.probe import fit_liblinear, knn_accuracy, knn_euclidean_accuracy, linear_probe
+
+    doc = _probe(cebm[0], "--dataset", "digits", "--pixels", "--shots", "1,full", "--seeds", "2", "--knn", "5",
+                 "--protocol", protocol)
+    assert doc["protocol"]["name"] == ("cebm" if protocol == "paper" else "standard")
+    feats = _digits_features(cebm[0])
+    for kind in ("model", "pixels"):
+        (tr_x, tr_y), (te_x, te_y) = feats[kind]["train"], feats[kind]["test"]
+        if protocol == "standard":  # the probe as it was before protocols: lbfgs on standardised features, cosine
+            linear = linear_probe(tr_x, tr_y, te_x, te_y, shots=[1, None], seeds=2)
+            knn = knn_accuracy(tr_x, tr_y, te_x, te_y, k=5)
+        else:
+            linear = linear_probe(tr_x, tr_y, te_x, te_y, shots=[1, None], seeds=2,
+                                  fit=lambda a, b, c, d, seed: fit_liblinear(a, b, c, d))
+            knn = knn_euclidean_accuracy(tr_x, tr_y, te_x, te_y, k=5)
+        rows = _rows(doc, features=kind)
+        assert [(r["probe"], r["shots"]) for r in rows] == [("linear", 1), ("linear", "full"), ("knn5", "full"),
+                                                            ("1nn", "full")]
+        assert [r["accuracies"] for r in rows[:2]] == [r["accuracies"] for r in linear]
+        assert rows[2]["mean"] == knn
+        assert {r["protocol"] for r in rows} == {doc["protocol"]["name"]}
+
+
+def test_probe_table_names_its_protocol(cebm, cli):
+    args = ("probe", "--run", str(cebm[0]), "--shots", "full", "--knn", "0", "--train-n", "100", "--test-n", "50")
+    paper = cli("--quiet", *args)
+    assert paper.code == 0, paper.err
+    assert "protocol cebm" in paper.out and "liblinear" in paper.out
+    standard = cli("--quiet", *args, "--protocol", "standard")
+    assert standard.code == 0, standard.err
+    assert "protocol standard" in standard.out and "standardised" in standard.out and "liblinear" not in standard.out
+
+
+def test_probe_refuses_an_unknown_protocol(cebm, cli):
+    before = _outputs(cebm[0], "probe")
+    _fails(cli("--quiet", "probe", "--run", str(cebm[0]), "--protocol", "papers"), 2, "--protocol", "standard")
+    assert _outputs(cebm[0], "probe") == before
+
+
 def test_probe_of_the_run_dataset_is_the_default(cebm, cli):
     doc = _ok(cli("--json", "--quiet", "probe", "--run", str(cebm[0]), "--shots", "full", "--knn", "0",
                   "--seeds", "1", "--test-n", "50"))
@@ -333,7 +398,8 @@ def test_ebclr_probe_on_digits(ebclr):
         ("linear", 1, SEEDS), ("linear", "full", 1), ("knn5", "full", 1), ("1nn", "full", 1)]
     for row in doc["results"]:
         assert row["features"] == "model" and row["dim"] == 8 * WIDTH  # the pooled ResNet-18 backbone
-        assert 0.0 <= row["mean"] <= 1.0
+        assert 0.0 <= row["mean"] <= 1.0 and row["protocol"] == "ebclr"
+    assert doc["protocol"]["name"] == "ebclr" and "Adam" in doc["protocol"]["linear"]
     assert list(doc["files"]) == ["confusion-digits-model"] and _is_png(doc["files"]["confusion-digits-model"])
 
 
@@ -369,6 +435,7 @@ def test_simclr_transfer_probe_has_rows_for_both_datasets(simclr, tmp_path):
         for probe, shots in (("linear", 10), ("linear", "full"), ("knn20", "full"), ("1nn", "full"))]
     assert doc["counts"] == {"shapes32": {"train": 200, "test": 100}, "digits": {"train": 200, "test": 100}}
     assert {r["dim"] for r in doc["results"]} == {8 * WIDTH}  # the same frozen features on both datasets
+    assert doc["protocol"]["name"] == "ebclr"  # SimCLR, EBCLR's baseline, is probed as EBCLR probes
     assert [r["runs"] for r in _rows(doc, probe="linear", shots=10)] == [SEEDS, SEEDS]
     assert sorted(doc["files"]) == ["confusion-digits-model", "confusion-shapes32-model"]
     assert Path(doc["out"]) == out and (out / "result.json").is_file()

@@ -54,3 +54,29 @@ def test_resume_refuses_to_change_what_is_trained(tmp_path):
     with pytest.raises(SpecError) as err:
         resume(run, overrides={"sampler": {"steps": 9}}, device="cpu")
     assert "sampler.steps" in err.value.message
+
+
+def test_a_learnt_mixture_bias_resumes_exactly(tmp_path):
+    sets = ["net.learn_bias=true", "net.channels=[8,8,8,8]", "net.hidden=16", "net.latent_dim=6", "net.components=3",
+            "train.batch_size=8", "sampler.steps=3", "train.log_every=1", "train.checkpoint_every=3",
+            "train.sample_every=100", "buffer.size=20"]
+    spec = lambda steps: resolve_spec("cebmm-digits", sets, {"train.steps": steps})  # noqa: E731
+    torch.use_deterministic_algorithms(True)
+    try:
+        full = train(spec(5), runs_root=tmp_path / "a", device="cpu").run_dir
+        part = train(spec(3), runs_root=tmp_path / "b", device="cpu").run_dir
+        resumed = resume(part, overrides={"train": {"steps": 5}}, device="cpu").run_dir
+    finally:
+        torch.use_deterministic_algorithms(False)
+    a, _ = load_tensors(full / STATE_CKPT)
+    b, _ = load_tensors(resumed / STATE_CKPT)
+    assert a.keys() == b.keys() and "model.bias_mean" in a
+    assert any(k.startswith("optim.") and a[k].shape == a["model.bias_mean"].shape for k in a)  # its Adam moments
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    fixed = train(resolve_spec("cebmm-digits", [*sets, "net.learn_bias=false"], {"train.steps": 1}),
+                  runs_root=tmp_path / "c", device="cpu").run_dir
+    wa, _ = load_tensors(full / MODEL_CKPT)
+    wf, _ = load_tensors(fixed / MODEL_CKPT)
+    assert wa["model.bias_mean"].shape == wf["model.bias_mean"].shape
+    assert not torch.equal(wa["model.bias_mean"], wf["model.bias_mean"])  # learnt: moved from the shared draw

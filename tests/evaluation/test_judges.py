@@ -146,10 +146,21 @@ def test_bad_labels_are_a_spec_error(draw_shapes):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("name", "target"), [("shapes32", 0.97), ("digits", 0.95)])
+@pytest.mark.parametrize(("name", "target"), [("shapes32", 0.97), ("digits", 0.95), ("mnist5k", 0.97)])
 def test_judge_accuracy_on_embedded_sets(name, target):
-    """The default schedule on the embedded 4-class shapes32 and 10-class 32x32 digits."""
+    """The default schedule on the embedded 4-class shapes32, 10-class 32x32 digits and 28x28 mnist5k."""
     from ebmctl.data.load import load_dataset
 
     train, test = load_dataset(name, split="train"), load_dataset(name, split="test")
     assert train_judge(train, test_dataset=test).meta["test_accuracy"] >= target
+
+
+def test_mnist5k_judge_learns_from_the_train_split_alone():
+    """A short schedule on mnist5k's 3500 training digits already classifies its held-out test digits."""
+    from ebmctl.data.load import load_dataset
+
+    train, test = load_dataset("mnist5k", split="train"), load_dataset("mnist5k", split="test")
+    judge = train_judge(train, test_dataset=test, steps=60)
+    meta = judge.meta
+    assert (meta["dataset"], meta["split"], meta["shape"], meta["num_classes"]) == ("mnist5k", "train", [1, 28, 28], 10)
+    assert meta["test_accuracy"] >= 0.85

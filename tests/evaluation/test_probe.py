@@ -9,13 +9,20 @@ import pytest
 import torch
 
 from ebmctl.evaluation.probe import (
+    PROTOCOLS,
+    _adam_linear_head,
     confusion_png,
     few_shot_indices,
+    fit_adam_linear,
+    fit_liblinear,
     fit_logistic,
     knn_accuracy,
+    knn_euclidean_accuracy,
     linear_probe,
     nearest_neighbour_confusion,
 )
+from ebmctl.methods import METHODS
+from ebmctl.services.probe import PAPER_PROTOCOL, PROTOCOL_CHOICES, resolve_protocol
 
 
 def _clusters(
@@ -200,6 +207,249 @@ def test_knn_matches_a_reference_and_batching_does_not_matter():
     assert 0.0 < whole < 1.0
 
 
+# Euclidean kNN with 1/d votes (EBCLR's)
+
+# Test point at 0 on a line. Its neighbours by distance: 1 (class 0), 2 and 2.5 (class 1), 3 (class 1), 10 (class 0).
+_LINE_TRAIN = np.array([[1.0], [2.0], [-2.5], [3.0], [-10.0]])
+_LINE_LABELS = np.array([0, 1, 1, 1, 0])
+_ORIGIN = np.array([[0.0]])
+
+
+def test_euclidean_knn_by_hand():
+    def predicts(k: int, label: int) -> bool:
+        return knn_euclidean_accuracy(_LINE_TRAIN, _LINE_LABELS, _ORIGIN, np.array([label]), k=k) == 1.0
+
+    assert predicts(1, 0)
+    # k=3: class 0 weighs 1/1 = 1 > class 1 1/2 + 1/2.5 = 0.9; the majority (two of three) loses to the weights
+    assert predicts(3, 0) and not predicts(3, 1)
+    # k=4: class 1 gains 1/3 and weighs 1.233 > 1
+    assert predicts(4, 1) and not predicts(4, 0)
+    # k=5 (and any larger k, clipped): class 0 gains 1/10: 1.1 < 1.233
+    assert predicts(5, 1) and predicts(50, 1)
+
+
+def test_euclidean_knn_uses_distance_not_direction():
+    # Both train points lie in the test point's direction: cosine similarity cannot tell them apart, but the
+    # class-1 point at 9 is nearer to 8 than the class-0 point at 1.
+    train, labels, test, truth = [[1.0, 0.0], [9.0, 0.0]], np.array([0, 1]), [[8.0, 0.0]], np.array([1])
+    assert knn_euclidean_accuracy(train, labels, test, truth, k=2) == 1.0  # 1/1 for class 1 > 1/7 for class 0
+
+
+def test_euclidean_knn_distance_zero_takes_the_exact_matches_alone():
+    # The duplicate of the class-0 point decides, however many close class-1 points surround it.
+    train = np.array([[0.0], [1e-3], [-1e-3], [2e-3]])
+    labels = np.array([0, 1, 1, 1])
+    assert knn_euclidean_accuracy(train, labels, _ORIGIN, np.array([0]), k=4) == 1.0
+    # Several exact matches vote one each: two of class 1 beat one of class 0, the nearer 1e-3 neighbours aside.
+    train = np.array([[0.0], [0.0], [0.0], [1e-3]])
+    assert knn_euclidean_accuracy(train, np.array([1, 0, 1, 0]), _ORIGIN, np.array([1]), k=4) == 1.0
+    # One each: a tie, won by the smallest label.
+    assert knn_euclidean_accuracy(train[:2], np.array([3, 2]), _ORIGIN, np.array([2]), k=2) == 1.0
+    # An exact match outside the k nearest cannot exist, and one among them is never NaN: the result is finite.
+    assert knn_euclidean_accuracy(train, np.array([1, 0, 1, 0]), _ORIGIN, np.array([0]), k=4) == 0.0
+
+
+def _euclidean_reference(train_x, train_y, test_x, k):
+    predicted = []
+    for row in test_x:
+        dist = np.sqrt(((train_x - row) ** 2).sum(axis=1))
+        top = np.argsort(dist, kind="stable")[:k]
+        votes = np.zeros(train_y.max() + 1)
+        np.add.at(votes, train_y[top], 1.0 / dist[top])
+        predicted.append(np.argmax(votes))
+    return np.array(predicted)
+
+
+def test_euclidean_knn_matches_a_reference_and_batching_does_not_matter():
+    rng = np.random.default_rng(12)
+    train_x, test_x = rng.normal(size=(200, 5)), rng.normal(size=(70, 5))
+    train_y, test_y = rng.integers(0, 4, 200), rng.integers(0, 4, 70)
+    expected = float(np.mean(_euclidean_reference(train_x, train_y, test_x, 10) == test_y))
+    whole = knn_euclidean_accuracy(train_x, train_y, test_x, test_y, k=10)
+    assert whole == pytest.approx(expected)
+    assert knn_euclidean_accuracy(train_x, train_y, test_x, test_y, k=10, batch=8) == whole
+    assert 0.0 < whole < 1.0
+    # scaling every feature scales every distance: the 1/d votes keep their proportions
+    assert knn_euclidean_accuracy(100 * train_x, train_y, 100 * test_x, test_y, k=10) == whole
+    assert knn_euclidean_accuracy(train_x, train_y, test_x, test_y, k=10) != knn_accuracy(
+        train_x, train_y, test_x, test_y, k=10)
+
+
+# liblinear on raw features (CEBM's) against lbfgs on standardised ones
+
+
+def _tiny_informative(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Column 0 alone carries the label, at scale 1e-3, beside five noise columns of scale 100."""
+    rng = np.random.default_rng(seed)
+
+    def make(n: int) -> tuple[np.ndarray, np.ndarray]:
+        y = rng.integers(0, 2, n)
+        x = rng.normal(0.0, 100.0, size=(n, 6))
+        x[:, 0] = 1e-3 * (2 * y - 1) + rng.normal(0.0, 2e-4, n)
+        return x, y
+
+    return (*make(300), *make(300))
+
+
+def _offset(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Column 0 separates the classes at 1000 +- 0.5: the boundary needs a large intercept."""
+    rng = np.random.default_rng(seed)
+
+    def make(n: int) -> tuple[np.ndarray, np.ndarray]:
+        y = rng.integers(0, 2, n)
+        return np.stack([1000 + (2 * y - 1) * 0.5 + rng.normal(0, 0.1, n), rng.normal(0, 1, n)], axis=1), y
+
+    return (*make(300), *make(300))
+
+
+@pytest.mark.parametrize("case", [_tiny_informative, _offset])
+def test_liblinear_on_raw_features_differs_from_standardised_lbfgs(case):
+    # Raw features: the L2 penalty keeps the small weight (or liblinear's penalised intercept) near zero and
+    # the probe stays near chance; standardised, the same data is probed perfectly.
+    data = case(0)
+    assert fit_logistic(*data) > 0.97
+    assert fit_liblinear(*data) < 0.65
+
+
+def test_liblinear_probes_separated_clusters_in_several_classes():
+    train_x, train_y = _clusters(300, seed=0, classes=4)
+    test_x, test_y = _clusters(300, seed=1, classes=4)
+    assert fit_liblinear(train_x, train_y, test_x, test_y) == 1.0
+    (row,) = linear_probe(train_x, train_y, test_x, test_y, shots=[None], fit=PROTOCOLS["cebm"].fit_linear)
+    assert row["mean"] == 1.0
+    assert fit_liblinear(train_x[:5], np.full(5, 3), test_x[:4], np.array([3, 3, 0, 1])) == 0.5  # one class
+
+
+# the Adam linear head (EBCLR's)
+
+
+def test_adam_head_reaches_the_separable_optimum():
+    # 40 points of two classes either side of the line x0 = x1, with a margin. One minibatch per epoch: at the
+    # defaults (200 steps of lr 1e-3, each weight moving at most ~0.2) a random start may not be overcome, so
+    # the head trains longer here; it must then separate the training set with a vanishing loss, and classify
+    # held-out points well away from the line.
+    rng = np.random.default_rng(3)
+    points = rng.uniform(-20.0, 20.0, size=(400, 2))
+    gap = np.abs(points[:, 0] - points[:, 1])
+    labels = (points[:, 0] > points[:, 1]).astype(int)
+    train = np.flatnonzero(gap > 6)[:40]
+    test = np.setdiff1d(np.flatnonzero(gap > 12), train)
+    train_x, train_y, test_x, test_y = points[train], labels[train], points[test], labels[test]
+    x, t = torch.as_tensor(train_x, dtype=torch.float32), torch.as_tensor(train_y)
+    for seed in range(5):
+        weight, bias = _adam_linear_head(x, t, 2, epochs=3000, batch=512, lr=1e-2, seed=seed)
+        logits = x @ weight + bias
+        assert torch.equal(logits.argmax(dim=1), t)
+        assert torch.nn.functional.cross_entropy(logits, t).item() < 1e-2
+        assert fit_adam_linear(train_x, train_y, test_x, test_y, epochs=3000, lr=1e-2, seed=seed) == 1.0
+    # a handful of steps from a random start is not there yet for every seed
+    assert min(fit_adam_linear(train_x, train_y, train_x, train_y, epochs=2, seed=s) for s in range(5)) < 1
+
+
+def test_adam_head_at_the_defaults_separates_a_well_posed_set():
+    # 10 classes in 64 dimensions, one cluster each, 50 points a class: 200 epochs of one minibatch each.
+    train_x, train_y = _clusters(500, seed=6, classes=10, per_class=1, dim=64)
+    test_x, test_y = _clusters(300, seed=7, classes=10, per_class=1, dim=64)
+    assert fit_adam_linear(train_x, train_y, test_x, test_y) == 1.0
+
+
+def test_adam_head_is_torch_adam_on_the_cross_entropy():
+    # The written-out gradient and update against autograd and torch.optim.Adam, same init and batch order.
+    rng = np.random.default_rng(4)
+    x = torch.as_tensor(rng.normal(size=(300, 7)), dtype=torch.float32)
+    t = torch.as_tensor(rng.integers(0, 3, 300))
+    weight, bias = _adam_linear_head(x, t, 3, epochs=4, batch=64, lr=1e-2, seed=9)
+    generator = torch.Generator().manual_seed(9)
+    bound = 1 / math.sqrt(7)
+    w = ((torch.rand(7, 3, generator=generator) * 2 - 1) * bound).requires_grad_()
+    b = ((torch.rand(3, generator=generator) * 2 - 1) * bound).requires_grad_()
+    optimiser = torch.optim.Adam([w, b], lr=1e-2)
+    for _ in range(4):
+        order = torch.randperm(300, generator=generator)
+        for start in range(0, 300, 64):
+            idx = order[start : start + 64]
+            optimiser.zero_grad()
+            torch.nn.functional.cross_entropy(x[idx] @ w + b, t[idx]).backward()
+            optimiser.step()
+    torch.testing.assert_close(weight, w.detach(), rtol=0, atol=1e-6)
+    torch.testing.assert_close(bias, b.detach(), rtol=0, atol=1e-6)
+    assert not torch.allclose(weight, (torch.rand(7, 3, generator=torch.Generator().manual_seed(9)) * 2 - 1) * bound)
+
+
+def test_adam_head_is_reproducible_per_seed_and_rejects_bad_settings():
+    train_x, train_y = _clusters(120, seed=2, spread=12.0)
+    test_x, test_y = _clusters(200, seed=3, spread=12.0)
+    first = fit_adam_linear(train_x, train_y, test_x, test_y, seed=1, epochs=20)
+    assert first == fit_adam_linear(train_x, train_y, test_x, test_y, seed=1, epochs=20)
+    assert fit_adam_linear(train_x[:3], np.full(3, 7), test_x[:2], np.array([7, 1])) == 0.5  # one class
+    for bad in ({"epochs": 0}, {"batch": 0}, {"lr": 0.0}):
+        with pytest.raises(ValueError):
+            fit_adam_linear(train_x, train_y, test_x, test_y, **bad)
+
+
+# protocols
+
+
+def test_linear_probe_hands_each_few_shot_seed_to_the_fit():
+    train_x, train_y = _clusters(120, seed=4)
+    seen = []
+
+    def fit(tr_x, tr_y, te_x, te_y, seed):
+        seen.append((len(tr_y), seed))
+        return 0.5
+
+    linear_probe(train_x, train_y, train_x, train_y, shots=[2, None], seeds=3, fit=fit)
+    assert seen == [(6, 0), (6, 1), (6, 2), (120, 0)]
+
+
+def test_standard_protocol_is_the_previous_probe():
+    train_x, train_y = _clusters(300, seed=2, spread=12.0)
+    test_x, test_y = _clusters(200, seed=3, spread=12.0)
+    standard = PROTOCOLS["standard"]
+    rows = linear_probe(train_x, train_y, test_x, test_y, shots=[2, None], seeds=3, fit=standard.fit_linear)
+    assert rows == linear_probe(train_x, train_y, test_x, test_y, shots=[2, None], seeds=3)
+    assert standard.fit_knn(train_x, train_y, test_x, test_y, 20) == knn_accuracy(train_x, train_y, test_x, test_y)
+
+
+def test_protocols_differ_where_scale_matters():
+    data = _tiny_informative(1)
+    accuracies = {name: p.fit_linear(*data, 0) for name, p in PROTOCOLS.items()}
+    assert accuracies["standard"] > 0.97 and accuracies["cebm"] < 0.65 and accuracies["ebclr"] < 0.65
+
+
+def test_every_protocol_describes_itself():
+    for name, p in PROTOCOLS.items():
+        assert p.name == name and p.describe()["name"] == name
+        assert all(p.describe()[key] for key in ("linear", "knn", "source"))
+
+
+# the protocol a run is probed with (the service's choice)
+
+
+@pytest.mark.parametrize(("method", "expected"), [
+    ("cebm", "cebm"), ("igebm", "cebm"), ("icd", "cebm"), ("hat", "cebm"), ("ae", "cebm"),
+    ("ebclr", "ebclr"), ("simclr", "ebclr"), ("clel", "ebclr"),
+])
+def test_default_protocol_per_method(method, expected):
+    assert resolve_protocol("paper", method) == expected
+    assert resolve_protocol("standard", method) == "standard"
+    assert resolve_protocol("ebclr", method) == "ebclr" and resolve_protocol("cebm", method) == "cebm"
+
+
+def test_every_method_with_a_representation_has_a_paper_protocol():
+    probed = {name for name, cls in METHODS.items() if "representation" in cls.CAPABILITIES}
+    assert probed == set(PAPER_PROTOCOL)
+    assert set(PAPER_PROTOCOL.values()) <= set(PROTOCOLS)
+    assert set(PROTOCOL_CHOICES) == {"paper", *PROTOCOLS}
+
+
+def test_unknown_protocol_is_a_usage_error():
+    from ebmctl.errors import UsageError
+
+    with pytest.raises(UsageError, match="not a probe protocol"):
+        resolve_protocol("papers", "cebm")
+
+
 # 1-NN confusion
 
 
@@ -250,6 +500,12 @@ def test_confusion_png_is_a_png():
 def _call(name: str, train_x, train_y, test_x, test_y):
     if name == "fit_logistic":
         return fit_logistic(train_x, train_y, test_x, test_y)
+    if name == "fit_liblinear":
+        return fit_liblinear(train_x, train_y, test_x, test_y)
+    if name == "fit_adam_linear":
+        return fit_adam_linear(train_x, train_y, test_x, test_y, epochs=1)
+    if name == "knn_euclidean_accuracy":
+        return knn_euclidean_accuracy(train_x, train_y, test_x, test_y)
     if name == "linear_probe":
         return linear_probe(train_x, train_y, test_x, test_y, shots=[None])
     if name == "knn_accuracy":
@@ -257,7 +513,8 @@ def _call(name: str, train_x, train_y, test_x, test_y):
     return nearest_neighbour_confusion(train_x, train_y, test_x, test_y, num_classes=2)
 
 
-_FUNCTIONS = ["fit_logistic", "linear_probe", "knn_accuracy", "nearest_neighbour_confusion"]
+_FUNCTIONS = ["fit_logistic", "fit_liblinear", "fit_adam_linear", "linear_probe", "knn_accuracy",
+              "knn_euclidean_accuracy", "nearest_neighbour_confusion"]
 
 
 @pytest.mark.parametrize("name", _FUNCTIONS)

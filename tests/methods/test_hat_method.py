@@ -5,10 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+from ebmctl.data.base import DataInfo
 from ebmctl.methods.hat import GeneratorBank, Hat, generator_loss, hat_loss
-from ebmctl.methods.parts import EnergyModel
+from ebmctl.methods.parts import EnergyModel, clip_grad_norm_per_tensor
 from ebmctl.nets.sngan import SnganDiscriminator, SnganGenerator
 from ebmctl.samplers.hat import HatLangevinParams
+from ebmctl.services.build import build_method
+from ebmctl.specs import resolve_spec, spec_from_json, spec_to_json
 
 
 def _hat(mode: str = "refine", bank_size: int = 16) -> Hat:
@@ -129,3 +132,75 @@ def test_samples_are_images_and_scores_follow_the_energy():
     assert torch.allclose(scores["energy"], -hat.energy(data))
     assert scores["grad_norm"].shape == (5,) and (scores["grad_norm"] <= 0).all()
     assert hat.representation(data).shape == (5, 16)
+
+
+class _TwoTensors(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = torch.nn.Parameter(torch.zeros(2))
+        self.b = torch.nn.Parameter(torch.zeros(2))
+
+
+def _clipped_step(mode: str) -> tuple[_TwoTensors, float]:
+    """One SGD step (lr 1) on gradients a: (3, 4) (norm 5) and b: (1, 0) (norm 1), clipped at 2."""
+    net = _TwoTensors()
+    model = EnergyModel(net, lr=1.0, optimizer="sgd", momentum=0.0, grad_clip=2.0, grad_clip_mode=mode)
+    model.zero_grad()
+    net.a.grad, net.b.grad = torch.tensor([3.0, 4.0]), torch.tensor([1.0, 0.0])
+    return net, model.update()
+
+
+def test_per_tensor_clipping_bounds_each_tensor_on_its_own_by_hand():
+    net, norm = _clipped_step("per_tensor")
+    assert norm == pytest.approx(26**0.5)  # the norm of all gradients together, before clipping
+    assert torch.allclose(net.a, -torch.tensor([3.0, 4.0]) * 2 / 5)  # norm 5 > 2: scaled to norm 2
+    assert torch.allclose(net.b, -torch.tensor([1.0, 0.0]))  # norm 1 <= 2: left alone
+    total, norm = _clipped_step("total")  # one norm over both: sqrt(26) > 2 scales both by 2 / sqrt(26)
+    assert norm == pytest.approx(26**0.5)
+    assert torch.allclose(total.a, -torch.tensor([3.0, 4.0]) * 2 / 26**0.5, atol=1e-5)
+    assert torch.allclose(total.b, -torch.tensor([1.0, 0.0]) * 2 / 26**0.5, atol=1e-5)
+
+
+def test_per_tensor_clipping_is_tensorflows_clip_by_norm():
+    params = [torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(2, 2))]
+    grads = [torch.tensor([0.0, 30.0, 40.0]), torch.tensor([[0.5, 0.5], [0.5, 0.5]])]
+    for p, g in zip(params, grads, strict=True):
+        p.grad = g.clone()
+    clip_grad_norm_per_tensor(params, 50.0)
+    assert torch.equal(params[0].grad, grads[0])  # norm exactly 50: unchanged
+    params[0].grad = grads[0] * 2  # norm 100: halved
+    clip_grad_norm_per_tensor(params, 50.0)
+    assert torch.allclose(params[0].grad, grads[0]) and torch.equal(params[1].grad, grads[1])
+    with pytest.raises(ValueError, match="grad_clip_mode"):
+        EnergyModel(_TwoTensors(), lr=1.0, grad_clip_mode="layer")
+
+
+def test_the_imagenet_preset_clips_each_tensor_at_50():
+    spec = resolve_spec("hat-synth-imagenet128")
+    assert (spec.train.grad_clip, spec.train.grad_clip_mode) == (50.0, "per_tensor")
+
+
+CIFAR = DataInfo("cifar10", "image", "train", (3, 32, 32), 10)
+
+
+def test_an_old_hat_spec_json_rebuilds_the_old_layout_and_loads_its_weights():
+    new = resolve_spec("hat-refine-cifar10", ["net.ndf=128"])
+    assert (new.net.pooling, new.net.bias, new.net.block_hidden) == ("mean", False, "out")  # the released layout
+    doc = spec_to_json(new)  # as a run saved before the layout keys existed wrote it: without them
+    for key in ("pooling", "bias", "block_hidden"):
+        del doc["net"][key]
+    del doc["train"]["grad_clip_mode"]
+    old = spec_from_json(doc)
+    assert (old.net.pooling, old.net.bias, old.net.block_hidden) == ("sum", True, "in")
+    assert old.train.grad_clip_mode == "total"
+
+    torch.manual_seed(0)
+    trained = SnganDiscriminator(32, ndf=128, spectral_norm=False).eval()  # the layout such runs trained
+    tensors = {f"model.{k}": v for k, v in trained.state_dict().items()}
+    method = build_method(old, CIFAR, torch.device("cpu"))
+    method.model.load_weights(tensors)  # strict: every key and shape matches
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(method.model.eval_net()(x), trained(x))
+    with pytest.raises(RuntimeError, match=r"linear\.bias"):  # the released layout has no output bias
+        build_method(new, CIFAR, torch.device("cpu")).model.load_weights(tensors)

@@ -218,3 +218,42 @@ def test_encoder_head_and_zero_init_residual():
     assert len(blocks) == 8 and all(torch.count_nonzero(b.bn2.weight) == 0 for b in blocks)
     with pytest.raises(ValueError, match="positive"):
         ResNetEncoder(width=0)
+
+
+# ---------------------------------------------------------------- Table 5: the projection g
+
+
+def test_identity_projection_makes_the_latent_the_direction_of_f_by_hand():
+    net = tiny(projection="identity")
+    assert isinstance(net.projection, nn.Identity) and not list(net.projection.parameters())
+    f = torch.tensor([[3.0, 4.0] + [0.0] * 14])  # |f| = 5
+    expected = torch.tensor([[0.6, 0.8] + [0.0] * 14])
+    assert torch.allclose(net.latent(f), expected)
+    assert torch.allclose(net.latent(7.0 * f), expected)
+    x = torch.rand(2, 3, 32, 32)
+    f_x, z = net.eval().f_and_latent(x)
+    assert z.shape == f_x.shape == (2, 16)  # the latent has f's dimension, net.latent_dim
+    assert torch.allclose(z, f_x / f_x.norm(dim=1, keepdim=True), atol=1e-6)
+
+
+def test_linear_projection_is_one_bias_free_layer_by_hand():
+    net = tiny(projection="linear")
+    assert isinstance(net.projection, nn.Linear) and net.projection.bias is None
+    assert net.projection.weight.shape == (16, 16)
+    with torch.no_grad():
+        net.projection.weight.zero_()
+        net.projection.weight[0, 0] = 2.0  # g(u) = (2 u_0, u_0 + u_1, 0, ...)
+        net.projection.weight[1, 0] = 1.0
+        net.projection.weight[1, 1] = 1.0
+    f = torch.tensor([[3.0, 4.0] + [0.0] * 14])  # f/|f| = (0.6, 0.8); g = (1.2, 1.4); |g| = sqrt(3.4)
+    expected = torch.tensor([[1.2, 1.4] + [0.0] * 14]) / 3.4**0.5
+    assert torch.allclose(net.latent(f), expected, atol=1e-6)
+
+
+def test_projection_choices_change_only_g():
+    mlp, linear, none = (count_parameters(tiny(projection=p)) for p in ("mlp", "linear", "identity"))
+    assert mlp - none == 16 * 32 + 32 * 16  # the MLP g: 16 -> 32 -> 16 without biases
+    assert linear - none == 16 * 16
+    assert count_parameters(clel_energy_net("small", projection="identity")) == 1_725_056 - 2 * 128 * 2048
+    with pytest.raises(ValueError, match="projection"):
+        tiny(projection="deep")

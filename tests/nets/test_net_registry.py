@@ -28,7 +28,7 @@ def test_every_registered_net_follows_the_contract(name, kwargs, x):
 
 
 def test_registry_names_and_unknown_name():
-    assert set(NETS) == {"icd_resnet", "igebm_resnet", "small_conv", "mlp", "clel_resnet", "cebm_conv"}
+    assert set(NETS) == {"icd_resnet", "igebm_resnet", "small_conv", "mlp", "clel_resnet", "cebm_conv", "conv_mlp"}
     with pytest.raises(ValueError, match="unknown energy net 'resnet'"):
         build_net("resnet")
 

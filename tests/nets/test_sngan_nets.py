@@ -323,3 +323,74 @@ def test_stem_block_without_downsampling_by_hand():
     expected = block.conv2(torch.relu(block.conv1(x))) + block.shortcut(x)
     assert torch.allclose(block(x), expected)
     assert DBlockOptimized(3, 4, spectral_norm=False)(x).shape == (2, 4, 4, 4)
+
+
+# ---------------------------------------------------------------- Hat EBM's released hat network
+
+
+def _head_only(**kwargs: object) -> SnganDiscriminator:
+    """A 32 px discriminator whose blocks are the identity, so that the head can be checked by hand."""
+    disc = SnganDiscriminator(32, ndf=SMALL, spectral_norm=False, **kwargs)
+    disc.blocks = nn.Sequential()
+    with torch.no_grad():
+        disc.linear.weight.zero_()
+        disc.linear.weight[0, 0] = 0.5
+        if disc.linear.bias is not None:
+            disc.linear.bias.fill_(3.0)
+    return disc
+
+
+def test_mean_pooling_by_hand_and_no_output_bias():
+    x = torch.zeros(1, SMALL, 2, 2)
+    x[0, 0] = torch.tensor([[1.0, -2.0], [3.0, 4.0]])  # ReLU: 1, 0, 3, 4; sum 8, mean 2
+    released = _head_only(pooling="mean", bias=False)
+    assert released.linear.bias is None
+    assert released(x).item() == pytest.approx(0.5 * 2.0)
+    assert released(torch.zeros_like(x)).item() == 0.0  # no bias: zero features give exactly zero
+    old = _head_only()  # sum pooling with a bias
+    assert old(x).item() == pytest.approx(0.5 * 8.0 + 3.0)
+    assert old(torch.zeros_like(x)).item() == pytest.approx(3.0)
+    assert torch.allclose(released.features(x), old.features(x) / 4)
+
+
+@pytest.mark.parametrize(("size", "area"), [(32, 8 * 8), (64, 2 * 2), (128, 4 * 4)])
+def test_mean_pooled_energy_is_the_summed_one_over_the_last_map_area(size, area):
+    mean = small_discriminator(size, spectral_norm=False, bias=False, pooling="mean").eval()
+    summed = SnganDiscriminator(size, ndf=SMALL, spectral_norm=False, bias=False)
+    summed.load_state_dict(mean.state_dict())
+    x = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        assert torch.allclose(summed(x), area * mean(x), rtol=1e-5, atol=1e-6)
+        assert not torch.allclose(summed(x), mean(x))
+
+
+def test_released_hat_network_parameter_counts():
+    # EBMSNGAN32 at width 256: stem (conv 3->256, conv 256->256, 1x1 3->256), a downsampling block with a 1x1
+    # shortcut, two plain blocks, a bias-free dense layer.
+    conv3 = 256 * 256 * 9 + 256  # 590,080
+    stem = (3 * 256 * 9 + 256) + conv3 + (3 * 256 + 256)  # 598,272
+    down = 2 * conv3 + (256 * 256 + 256)  # 1,245,952
+    assert stem + down + 2 * (2 * conv3) + 256 == 4_204_800
+    net32 = SnganDiscriminator(32, ndf=256, spectral_norm=False, bias=False, pooling="mean", block_hidden="out")
+    assert count_parameters(net32) == 4_204_800
+
+    # EBMSNGAN64 at width 1024: every block's first conv widens to the block's output width at once.
+    def block(c_in: int, c_out: int) -> int:
+        return (c_in * c_out * 9 + c_out) + (c_out * c_out * 9 + c_out) + (c_in * c_out + c_out)
+
+    stem64 = (3 * 64 * 9 + 64) + (64 * 64 * 9 + 64) + (3 * 64 + 64)  # 38,976
+    released64 = stem64 + block(64, 128) + block(128, 256) + block(256, 512) + block(512, 1024) + 1024
+    assert released64 == 19_542_720
+    net64 = SnganDiscriminator(64, spectral_norm=False, bias=False, pooling="mean", block_hidden="out")
+    assert count_parameters(net64) == released64
+    mimicry64 = SnganDiscriminator(64, spectral_norm=False, bias=False)  # first conv keeps the input width
+    assert count_parameters(mimicry64) != released64
+    assert [b.conv1.out_channels for b in net64.blocks[1:]] == [128, 256, 512, 1024]
+    assert [b.conv1.out_channels for b in mimicry64.blocks[1:]] == [64, 128, 256, 512]
+
+
+def test_bad_pooling_and_block_hidden_are_rejected():
+    with pytest.raises(ValueError, match="pooling"):
+        SnganDiscriminator(32, ndf=SMALL, pooling="max")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="block_hidden"):
+        SnganDiscriminator(32, ndf=SMALL, block_hidden="mid")  # type: ignore[arg-type]

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from ebmctl.data.base import DataInfo, EbmDataset
-from ebmctl.data.convert import center_square, pil_to_tensor
+from ebmctl.data.convert import center_square, pil_to_tensor, top_left_square
 from ebmctl.data.real.guard import one_line
 from ebmctl.errors import DataError
 
@@ -44,7 +44,10 @@ class PathTable(Sequence[Path]):
 
 
 class ImageFileDataset(EbmDataset):
-    """Decode, centre-crop to a square (``crop`` pixels, or the largest square when None), resize, convert."""
+    """Decode, centre-crop to a square (``crop`` pixels, or the largest square when None), resize, convert.
+
+    With ``top_left`` the square is instead the output size's own square at the top-left corner, at native
+    resolution (the crop ICD's and CLEL's released OOD code take of DTD)."""
 
     def __init__(
         self,
@@ -53,12 +56,14 @@ class ImageFileDataset(EbmDataset):
         labels: torch.Tensor,
         attributes: torch.Tensor | None = None,
         crop: int | None = None,
+        top_left: bool = False,
     ) -> None:
         self.info = info
         self.paths = paths
         self._labels = labels
         self._attributes = attributes
         self.crop = crop
+        self.top_left = top_left
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -71,7 +76,8 @@ class ImageFileDataset(EbmDataset):
                 # PIL warns of images over ~89M pixels (a decompression bomb, or a damaged header): refuse them
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 with Image.open(path) as img:
-                    square = center_square(img.convert("RGB"), self.crop)
+                    rgb = img.convert("RGB")
+                    square = top_left_square(rgb, size) if self.top_left else center_square(rgb, self.crop)
         except FileNotFoundError as exc:
             raise DataError(f"{self.info.name}: image {path} is missing",
                             hint="the dataset is incomplete; re-download it") from exc

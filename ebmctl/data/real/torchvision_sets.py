@@ -127,12 +127,19 @@ def build_celeba(request: DataRequest) -> ImageFileDataset:
     )
 
 
-def build_dtd(request: DataRequest) -> ImageFileDataset:
-    """DTD partition 1 decoded on demand, centre-cropped to a square."""
+def build_dtd(request: DataRequest, top_left: bool = False) -> ImageFileDataset:
+    """DTD partition 1 decoded on demand, centre-cropped to a square (or cropped at the top-left corner)."""
     ds = tvd.DTD(str(request.root), split=request.split, partition=1, download=request.download)
     # DTD exposes its file list and labels only through these attributes.
     return ImageFileDataset(
         request.info(class_names=tuple(ds.classes)),
         list(ds._image_files),
         torch.tensor(ds._labels, dtype=torch.long),
+        top_left=top_left,
     )
+
+
+def build_dtd_topleft(request: DataRequest) -> ImageFileDataset:
+    """DTD partition 1 as ICD's and CLEL's released OOD code reads it: the top-left square of the output size
+    (32x32 at 32 px) at native resolution, never resized."""
+    return build_dtd(request, top_left=True)
