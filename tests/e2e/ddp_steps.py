@@ -16,6 +16,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -173,28 +174,36 @@ def _train_runs(out: Path) -> None:
 
 def launch(out: Path, world: int = 2, timeout: float = 240.0, env: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """Run this script on ``world`` local processes as torchrun would (gloo, a free port) and return each rank's
-    results; raises with the processes' output if one fails."""
+    results; raises with the processes' output if one fails or they do not finish in ``timeout`` seconds. Each
+    process writes its output to ``out/rank{r}.log`` (a pipe read one process at a time could fill and block the
+    other process, and with it the collective both wait in)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = str(s.getsockname()[1])
-    procs = []
+    procs, logs = [], []
     for rank in range(world):
         penv = {**os.environ, **(env or {}), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "RANK": str(rank),
                 "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": str(world),
                 "OMP_NUM_THREADS": "1", "EBMCTL_RUNS": str(out / "runs")}
-        procs.append(subprocess.Popen([sys.executable, __file__, str(out)], env=penv, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True))
-    logs = []
+        logs.append(out / f"rank{rank}.log")
+        with logs[-1].open("w") as log:
+            procs.append(subprocess.Popen([sys.executable, __file__, str(out)], env=penv, stdout=log,
+                                          stderr=subprocess.STDOUT))
+    deadline = time.monotonic() + timeout
     try:
         for p in procs:
-            logs.append(p.communicate(timeout=timeout)[0])
+            p.wait(timeout=max(deadline - time.monotonic(), 0.1))
     except subprocess.TimeoutExpired:
         for q in procs:
             q.kill()
-        raise RuntimeError(f"the {world} training processes did not finish in {timeout:.0f} s") from None
+        raise RuntimeError(f"the {world} training processes did not finish in {timeout:.0f} s\n" + _tails(logs)) from None
     if any(p.returncode for p in procs):
-        raise RuntimeError("\n".join(logs))
+        raise RuntimeError(_tails(logs))
     return [torch.load(out / f"rank{r}.pt") for r in range(world)]
+
+
+def _tails(logs: list[Path], chars: int = 3000) -> str:
+    return "\n".join(f"--- {log.name}\n{log.read_text(errors='replace')[-chars:]}" for log in logs)
 
 
 def main(out: Path) -> None:
