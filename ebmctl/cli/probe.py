@@ -18,6 +18,7 @@ HELP = ("Probe a run's frozen representation: a linear probe with few and all la
 EPILOG = examples(
     "ebmctl probe --dataset digits",
     "ebmctl probe --dataset digits --pixels",
+    "ebmctl probe --dataset mnist5k --split val --shots full",
     "ebmctl probe --dataset digits --pixels --protocol standard",
     "ebmctl probe --run runs/ebclr-cifar10-20260101-120000 --dataset cifar10 --transfer cifar100",
     "ebmctl --json probe --dataset shapes32 --shots 10,full --seeds 5 --knn 20",
@@ -47,6 +48,9 @@ def probe(
     test_n: Annotated[int | None, typer.Option("--test-n", help="Use at most this many test images.", min=1)] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images encoded at once.", min=1)] = 256,
     no_ema: Annotated[bool, typer.Option("--no-ema", help="Use the raw weights, not the EMA.")] = False,
+    split: Annotated[str | None, typer.Option(
+        "--split", help="Held-out split to score (e.g. val, to tune without touching test). Default: the "
+        "dataset's evaluation split.")] = None,
     out_dir: Annotated[str | None, typer.Option("--out", help="Output folder, taken relative to the run directory and kept inside it "
         "(default: <run>/probe/<timestamp>).")] = None,
 ) -> None:
@@ -55,7 +59,7 @@ def probe(
     check_datasets("--transfer", [transfer] if transfer is not None else [])
     popts = ProbeOptions(dataset=dataset, shots=parse_shots(shots), seeds=seeds, knn=knn, transfer=transfer,
                          pixels=pixels, train_n=train_n, test_n=test_n, batch_size=batch_size, ema=not no_ema,
-                         out=out_dir, protocol=protocol)
+                         out=out_dir, protocol=protocol, split=split)
     ref = resolve_run(run, opts.runs)
     if out_dir is not None:
         out_path(ref.run_dir, out_dir)  # refuse an --out outside the run before any work
@@ -74,7 +78,8 @@ def _table(result: ProbeResult) -> Table:
         spread = f" ± {r['std']:.3f}" if r["runs"] > 1 else ""
         table.add_row(r["dataset"], r["features"], r["probe"], str(r["shots"]), f"{r['mean']:.3f}{spread}",
                       str(r["runs"]))
-    sizes = "; ".join(f"{k}: {v['train']} train / {v['test']} test" for k, v in result.counts.items())
+    held = {r["dataset"]: r.get("split", "test") for r in result.rows}
+    sizes = "; ".join(f"{k}: {v['train']} train / {v['test']} {held.get(k, 'test')}" for k, v in result.counts.items())
     table.caption = (f"protocol {p['name']}: linear = {p['linear']}; knn = {p['knn']}; source: {p['source']}. "
                      f"{sizes}; 1nn = mean per-class recall of 1-NN (L2); pictures in {result.out_dir}")
     return table

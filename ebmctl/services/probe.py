@@ -51,13 +51,14 @@ class ProbeOptions:
     ema: bool = True
     out: str | None = None
     protocol: str = "paper"  # paper: the run's method's; or a name in PROTOCOL_CHOICES
+    split: str | None = None  # held-out split scored (None: the dataset's evaluation split, e.g. test)
 
 
 @dataclass
 class ProbeResult:
     out_dir: Path
     rows: list[dict[str, Any]]
-    counts: dict[str, dict[str, int]]
+    counts: dict[str, dict[str, int]]  # per dataset: train and held-out ("test", whichever split) sizes
     seconds: float
     files: dict[str, str]
     protocol: dict[str, str]  # name, linear, knn, source
@@ -134,14 +135,15 @@ def probe(
     counts: dict[str, dict[str, int]] = {}
     files: dict[str, str] = {}
     for name in names:
-        sets, names_of_classes = _load_sets(run, name, opts, cli_data_root)
+        sets, names_of_classes, held_out = _load_sets(run, name, opts, cli_data_root)
         counts[name] = {"train": len(sets["train"][1]), "test": len(sets["test"][1])}
         kinds = ["model", "pixels"] if opts.pixels else ["model"]
         for kind in kinds:
             feats = {split: _features(run, x, kind, opts, torch_device, reporter, f"{kind} features, {name} {split}")
                      for split, (x, _) in sets.items()}
             (tr_x, tr_y), (te_x, te_y) = (feats["train"], sets["train"][1]), (feats["test"], sets["test"][1])
-            base = {"dataset": name, "features": kind, "protocol": protocol.name, "dim": int(tr_x.shape[1])}
+            base = {"dataset": name, "features": kind, "protocol": protocol.name, "split": held_out,
+                    "dim": int(tr_x.shape[1])}
             with reporter.progress(f"linear probe ({protocol.name}), {kind} features of {name}", len(opts.shots),
                                    unit="shot") as bar:
                 for i, shots in enumerate(opts.shots):
@@ -170,13 +172,19 @@ def probe(
 
 
 def _load_sets(run: LoadedRun, name: str, opts: ProbeOptions,
-               cli_data_root: str | None) -> tuple[dict[str, Any], list[str]]:
-    """Train and test images of ``name`` at the run's image shape, with integer class labels."""
+               cli_data_root: str | None) -> tuple[dict[str, Any], list[str], str]:
+    """Train and held-out images of ``name`` at the run's image shape, with integer class labels.
+
+    The held-out images (key ``test``) come from ``opts.split`` (for the first dataset only; a transfer dataset
+    is always scored on its evaluation split), else the dataset's evaluation split, whose name comes third."""
     root = data_root(run.spec.data.root, cli_data_root)
     shape = run.info.shape
     out: dict[str, Any] = {}
     class_names: list[str] = []
     held_out = dataset_entry(name).eval_split if name in dataset_names() else "test"
+    if opts.split is not None and name == (opts.dataset or run.spec.data.name):
+        _check_split(name, opts.split)
+        held_out = opts.split
     for split, cap in (("train", opts.train_n), (held_out, opts.test_n)):
         data = DataSpec(name=name, verify_checksums=run.spec.data.verify_checksums)
         ds = dataset_from(data, split=split, root=root, image_size=shape[-1], channels=shape[0])
@@ -187,8 +195,15 @@ def _load_sets(run: LoadedRun, name: str, opts: ProbeOptions,
         x, y = ds.get_batch(idx)
         out["train" if split == "train" else "test"] = (x, np.asarray(y, dtype=np.int64).reshape(-1))
         class_names = list(ds.info.class_names)
-    return out, class_names
-    return out
+    return out, class_names, held_out
+
+
+def _check_split(name: str, split: str) -> None:
+    """``split`` must be a held-out split of ``name`` (never its training split)."""
+    splits = dataset_entry(name).splits if name in dataset_names() else ("test",)
+    if split == "train" or split not in splits:
+        held = [s for s in splits if s != "train"]
+        raise UsageError(f"--split: {name} has no held-out split {split!r}", f"use one of: {', '.join(held)}")
 
 
 def _features(run: LoadedRun, x: torch.Tensor, kind: str, opts: ProbeOptions, device: torch.device,

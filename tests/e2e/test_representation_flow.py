@@ -403,6 +403,23 @@ def test_ebclr_probe_on_digits(ebclr):
     assert list(doc["files"]) == ["confusion-digits-model"] and _is_png(doc["files"]["confusion-digits-model"])
 
 
+def test_probe_split_scores_the_validation_split_and_names_it(ebclr):
+    args = ["--dataset", "mnist5k", "--shots", "full", "--knn", "5", "--seeds", "1", "--train-n", "100"]
+    val, test = _probe(ebclr[0], *args, "--split", "val"), _probe(ebclr[0], *args)
+    assert val["counts"] == {"mnist5k": {"train": 100, "test": 500}}  # mnist5k's val split: 500 images
+    assert test["counts"] == {"mnist5k": {"train": 100, "test": 1000}}  # the default: its test split
+    assert {r["split"] for r in val["results"]} == {"val"} and {r["split"] for r in test["results"]} == {"test"}
+
+
+@pytest.mark.parametrize("split", ["train", "validation"])
+def test_probe_split_must_be_a_held_out_split(split, ebclr, cli):
+    before = _outputs(ebclr[0], "probe")
+    line = _fails(cli("--quiet", "probe", "--run", str(ebclr[0]), "--dataset", "mnist5k", "--split", split), 2,
+                  "--split", "no held-out split")
+    assert "val" in line and "test" in line  # the hint names the held-out splits there are
+    assert _outputs(ebclr[0], "probe") == before
+
+
 @pytest.mark.parametrize("method", ["ebclr", "simclr"])
 def test_sampling_an_encoder_run_is_a_one_line_error_naming_probe(method, ebclr, simclr, cli):
     run = ebclr[0] if method == "ebclr" else simclr
