@@ -16,6 +16,7 @@ is written from that file alone. Runs use one thread each; wall times are of a 2
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import statistics
@@ -143,11 +144,17 @@ class Harness:
         return value
 
     def save(self) -> None:
+        """Merge this process's records into RESULTS under a lock, so two harnesses (one per core) can run."""
         if self.smoke:
             return
-        tmp = RESULTS.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.results, indent=1, sort_keys=True) + "\n")
-        tmp.replace(RESULTS)
+        with open(RESULTS.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            merged = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+            merged.update(self.results)
+            self.results.update(merged)
+            tmp = RESULTS.with_suffix(".tmp")
+            tmp.write_text(json.dumps(merged, indent=1, sort_keys=True) + "\n")
+            tmp.replace(RESULTS)
 
 
 def _commit() -> str:
@@ -321,19 +328,19 @@ CLAIMS: list[Claim] = [
         arms=(QUICKSTART_ICD, QUICKSTART_NO_KL),
         measure=gap_drift,
         decide=lower(QUICKSTART_ICD.key, QUICKSTART_NO_KL.key),
-        eval_command="(read from metrics.jsonl)",
+        eval_command="",
         lower_is_better=True,
     ),
-    _probe_claim("cebm-beats-pixels-1", 1, (CEBM, PIXELS), "MNIST 1 label a class: CEBM 0.67 (pixels lower)",
+    _probe_claim("cebm-beats-pixels-1", 1, (CEBM, PIXELS), "MNIST, 1 label a class: CEBM 67% (VAE 42%; the paper has no pixel row)",
                  "CEBM's mean accuracy is higher than the pixels'",
                  lambda v: statistics.mean(v[CEBM.key]) > statistics.mean(v[PIXELS.key])),
-    _probe_claim("cebm-beats-pixels-10", 10, (CEBM, PIXELS), "MNIST 10 labels a class: CEBM above pixels",
+    _probe_claim("cebm-beats-pixels-10", 10, (CEBM, PIXELS), "MNIST, 10 labels a class: CEBM 89% (VAE 85%)",
                  "CEBM's mean accuracy is higher than the pixels'",
                  lambda v: statistics.mean(v[CEBM.key]) > statistics.mean(v[PIXELS.key])),
-    _probe_claim("cebmm-at-least-cebm-10", 10, (CEBMM, CEBM), "MNIST 10 labels a class: CEBMM at least CEBM",
+    _probe_claim("cebmm-at-least-cebm-10", 10, (CEBMM, CEBM), "MNIST, 10 labels a class: CEBMM 91%, CEBM 89%",
                  "CEBMM's mean accuracy is at least CEBM's",
                  lambda v: statistics.mean(v[CEBMM.key]) >= statistics.mean(v[CEBM.key])),
-    _probe_claim("cebmm-at-least-cebm-100", 100, (CEBMM, CEBM), "MNIST 100 labels a class: CEBMM at least CEBM",
+    _probe_claim("cebmm-at-least-cebm-100", 100, (CEBMM, CEBM), "MNIST, 100 labels a class: CEBMM 97%, CEBM 95%",
                  "CEBMM's mean accuracy is at least CEBM's",
                  lambda v: statistics.mean(v[CEBMM.key]) >= statistics.mean(v[CEBM.key])),
     Claim(
@@ -353,7 +360,8 @@ CLAIMS: list[Claim] = [
     Claim(
         name="ebclr-beats-simclr",
         paper="004, Table 1 and Figure 1",
-        paper_value="EBCLR above SimCLR in linear evaluation at equal epochs (MNIST 98.1 against 97.4 at 100 epochs)",
+        paper_value="MNIST, 100 epochs: EBCLR 99.3 against SimCLR 99.0; EBCLR reaches SimCLR's final accuracy in "
+                    "10 epochs (relative efficiency 0.1)",
         experiment="ebclr-mnist5k against simclr-mnist5k, 10 epochs each at batch 64",
         metric="test accuracy of the paper's linear evaluation (Adam head on raw features), all 3500 labels",
         rule="EBCLR's mean accuracy is higher than SimCLR's",
@@ -365,7 +373,7 @@ CLAIMS: list[Claim] = [
     Claim(
         name="ebclr-small-batch",
         paper="004, Table 3",
-        paper_value="EBCLR loses little from batch 128 to 16; SimCLR loses more",
+        paper_value="MNIST at batch 16 / 64 / 128: EBCLR 99.4 / 99.3 / 99.3, SimCLR 98.7 / 99.1 / 99.1",
         experiment="ebclr-mnist5k and simclr-mnist5k at batch 64 and at batch 16 (the -b16 presets), equal epochs",
         metric="test accuracy of the paper's linear evaluation, all labels",
         rule="EBCLR at batch 16 is within 0.01 of batch 64, and SimCLR's drop is larger than EBCLR's",
@@ -452,6 +460,20 @@ def _train_minutes(results: dict[str, Any], arm: Arm) -> str:
     return f"{statistics.mean(times) / 60:.1f} min" if times else "-"
 
 
+def _verdict(claim: Claim, values: dict[str, list[float]]) -> str:
+    """holds / does not hold by the claim's rule; a comparison of two arms whose means lie less than two standard
+    deviations (the larger arm's) apart says so, since more seeds could turn it."""
+    if not all(values.values()):
+        return "not yet run"
+    verdict = "holds" if claim.decide(values) else "does not hold"
+    if len(claim.arms) >= 2:
+        a, b = (values[arm.key] for arm in claim.arms[:2])
+        spread = max(statistics.stdev(x) if len(x) > 1 else 0.0 for x in (a, b))
+        if spread and abs(statistics.mean(a) - statistics.mean(b)) < 2 * spread:
+            verdict += " (within 2 sd)"
+    return verdict
+
+
 def write_doc(results: dict[str, Any]) -> None:
     lines = [
         "# Claims",
@@ -459,7 +481,8 @@ def write_doc(results: dict[str, Any]) -> None:
         "Each paper's headline claim, reproduced in small with this code: the paper's number, the small",
         "experiment, ebmctl's value as mean ± sd over seeds, and whether the claim holds in direction. Written",
         "by `python bench/claims.py` from `bench/claims-results.json`; every number below was measured by it.",
-        "Training runs use one thread on a 2-core x86 CPU; train time is the mean per seed.",
+        "Training runs use one thread on a 2-core x86 CPU; train time is the mean per seed. \"Within 2 sd\" marks a",
+        "comparison whose arms' means lie less than two standard deviations apart: it holds in direction only.",
         "",
         "| claim | paper | paper's value | arm | ebmctl (mean ± sd) | train time | verdict |",
         "|---|---|---|---|---|---|---|",
@@ -467,8 +490,7 @@ def write_doc(results: dict[str, Any]) -> None:
     details = []
     for claim in CLAIMS:
         values = _values(results, claim)
-        complete = all(len(v) >= 1 for v in values.values())
-        verdict = ("holds" if claim.decide(values) else "does not hold") if complete else "not yet run"
+        verdict = _verdict(claim, values)
         for i, arm in enumerate(claim.arms):
             head = [f"[{claim.name}](#{claim.name})", claim.paper, claim.paper_value] if i == 0 else ["", "", ""]
             lines.append(f"| {' | '.join(head)} | {arm.label or arm.key} | {_fmt(values[arm.key])} | "
@@ -479,7 +501,8 @@ def write_doc(results: dict[str, Any]) -> None:
             f"- **Metric:** {claim.metric} ({'lower' if claim.lower_is_better else 'higher'} is better).",
             f"- **Rule:** {claim.rule}.",
             "- **Commands:**",
-            *[f"  - {arm.label or arm.key}: `{arm.command()}`, then `{claim.eval_command}`" for arm in claim.arms],
+            *[f"  - {arm.label or arm.key}: `{arm.command()}`, then "
+              + (f"`{claim.eval_command}`" if claim.eval_command else "the run's metrics.jsonl") for arm in claim.arms],
             *[f"- {note}" for note in claim.notes],
         ]
     meta = {(v.get("commit"), v.get("torch")) for v in results.values() if "commit" in v}
