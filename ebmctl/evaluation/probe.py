@@ -173,13 +173,15 @@ def fit_adam_linear(
     batch: int = 512,
     lr: float = 1e-3,
     seed: int = 0,
+    min_updates: int = 0,
 ) -> float:
     """Test accuracy of a linear layer on the raw features, trained by Adam on the softmax cross-entropy.
 
     EBCLR's released linear evaluation: no standardisation, no weight decay, Adam (lr 1e-3, betas 0.9/0.999,
-    eps 1e-8), minibatches of 512, 200 epochs, the layer after the last epoch scored. The layer starts as torch's
-    ``nn.Linear`` does (weights and bias uniform in +-1/sqrt(d)); each epoch visits the training set once in a
-    fresh order. Both draws come from ``seed``. Runs in float32 on precomputed features, with the gradient and
+    eps 1e-8), minibatches of 512, 200 epochs, the layer after the last epoch scored; ``min_updates`` adds
+    epochs until the layer has taken at least that many Adam steps (see ``PAPER_HEAD_UPDATES``). The layer
+    starts as torch's ``nn.Linear`` does (weights and bias uniform in +-1/sqrt(d)); each epoch visits the training
+    set once in a fresh order. Both draws come from ``seed``. Runs in float32 on precomputed features, with the gradient and
     the Adam update written out (``torch.optim.Adam``'s arithmetic) to skip autograd's per-step overhead."""
     tr_x, tr_y, te_x, te_y = _split(train_x, train_y, test_x, test_y)
     for name, value in (("epochs", epochs), ("batch", batch)):
@@ -190,6 +192,7 @@ def fit_adam_linear(
     classes, targets = np.unique(tr_y, return_inverse=True)
     if classes.size == 1:
         return float(np.mean(te_y == classes[0]))
+    epochs = max(epochs, -(-min_updates // -(-len(tr_y) // batch)))
     weight, bias = _adam_linear_head(torch.as_tensor(tr_x, dtype=torch.float32), torch.as_tensor(targets),
                                      classes.size, epochs=epochs, batch=batch, lr=lr, seed=seed)
     logits = torch.addmm(bias, torch.as_tensor(te_x, dtype=torch.float32), weight)
@@ -206,25 +209,28 @@ def _adam_linear_head(
     bound = 1.0 / math.sqrt(dim)
     weight = (torch.rand(dim, num_classes, generator=generator) * 2 - 1) * bound
     bias = (torch.rand(num_classes, generator=generator) * 2 - 1) * bound
-    params = (weight, bias)
-    first = [torch.zeros_like(p) for p in params]
-    second = [torch.zeros_like(p) for p in params]
+    # The bias as one more row of the weight, fed by a column of ones: one tensor to update per step. Adam acts
+    # elementwise, so this is the same arithmetic as two parameter tensors.
+    params = torch.cat([weight, bias[None]])
+    x = torch.cat([x, torch.ones(n, 1, dtype=x.dtype)], dim=1)
+    first, second = torch.zeros_like(params), torch.zeros_like(params)
     onehot = torch.nn.functional.one_hot(targets.long(), num_classes).to(x.dtype)
     step = 0
     with torch.no_grad():
         for _ in range(epochs):
-            order = torch.randperm(n, generator=generator)
-            for start in range(0, n, batch):
-                idx = order[start : start + batch]
-                xb = x[idx]
+            # one minibatch holding the whole set: its order does not change the mean gradient
+            batches = [(x, onehot)] if n <= batch else [
+                (x[idx], onehot[idx]) for idx in torch.randperm(n, generator=generator).split(batch)]
+            for xb, yb in batches:
                 # d(mean cross-entropy)/d(logits) = (softmax - onehot) / B
-                residual = torch.softmax(torch.addmm(bias, xb, weight), dim=1).sub_(onehot[idx]).div_(idx.numel())
+                residual = torch.softmax(xb @ params, dim=1).sub_(yb).div_(len(xb))
+                grad = xb.T @ residual
                 step += 1
-                correction1, correction2 = 1 - betas[0] ** step, 1 - betas[1] ** step
-                for p, g, m, v in zip(params, (xb.T @ residual, residual.sum(dim=0)), first, second, strict=True):
-                    m.mul_(betas[0]).add_(g, alpha=1 - betas[0])
-                    v.mul_(betas[1]).addcmul_(g, g, value=1 - betas[1])
-                    p.addcdiv_(m, v.sqrt().div_(math.sqrt(correction2)).add_(eps), value=-lr / correction1)
+                first.mul_(betas[0]).add_(grad, alpha=1 - betas[0])
+                second.mul_(betas[1]).addcmul_(grad, grad, value=1 - betas[1])
+                denom = second.sqrt().div_(math.sqrt(1 - betas[1] ** step)).add_(eps)
+                params.addcdiv_(first, denom, value=-lr / (1 - betas[0] ** step))
+    weight, bias = params[:dim], params[dim]
     return weight, bias
 
 
@@ -377,8 +383,15 @@ def _cebm_linear(tr_x: np.ndarray, tr_y: np.ndarray, te_x: np.ndarray, te_y: np.
     return fit_liblinear(tr_x, tr_y, te_x, te_y)
 
 
+# The Adam steps EBCLR's head takes in 200 epochs of 512 on the paper's training sets (MNIST 60k: 23,600; CIFAR 50k:
+# 19,600). On a smaller set 200 epochs are far fewer steps, and the head stops before it converges, the more so the
+# smaller the features' scale (mnist5k: EBCLR's val accuracy 0.786 after 200 epochs, 0.908 after 3400); the
+# protocol keeps the paper's optimisation budget rather than its epoch count.
+PAPER_HEAD_UPDATES = 20_000
+
+
 def _ebclr_linear(tr_x: np.ndarray, tr_y: np.ndarray, te_x: np.ndarray, te_y: np.ndarray, seed: int) -> float:
-    return fit_adam_linear(tr_x, tr_y, te_x, te_y, seed=seed)
+    return fit_adam_linear(tr_x, tr_y, te_x, te_y, seed=seed, min_updates=PAPER_HEAD_UPDATES)
 
 
 def _euclidean_knn(tr_x: np.ndarray, tr_y: np.ndarray, te_x: np.ndarray, te_y: np.ndarray, k: int) -> float:
@@ -392,7 +405,8 @@ PROTOCOLS: dict[str, ProbeProtocol] = {
         "paper 001 and its released evaluation (hao-w/cebm); its kNN is EBCLR's, the paper has none",
         _cebm_linear, _euclidean_knn),
     "ebclr": ProbeProtocol(
-        "ebclr", "linear layer on raw features, Adam lr 1e-3, batch 512, 200 epochs", _EUCLIDEAN_KNN,
+        "ebclr", "linear layer on raw features, Adam lr 1e-3, batch 512, 200 epochs and at least 20k steps",
+        _EUCLIDEAN_KNN,
         "paper 004 and its released Evaluation.ipynb (1202kbs/EBCLR)", _ebclr_linear, _euclidean_knn),
     "standard": ProbeProtocol(
         "standard", "logistic regression (lbfgs, C=1) on standardised features",

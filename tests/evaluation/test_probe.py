@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from ebmctl.evaluation.probe import (
+    PAPER_HEAD_UPDATES,
     PROTOCOLS,
     _adam_linear_head,
     confusion_png,
@@ -351,6 +352,19 @@ def test_adam_head_at_the_defaults_separates_a_well_posed_set():
     train_x, train_y = _clusters(500, seed=6, classes=10, per_class=1, dim=64)
     test_x, test_y = _clusters(300, seed=7, classes=10, per_class=1, dim=64)
     assert fit_adam_linear(train_x, train_y, test_x, test_y) == 1.0
+
+
+def test_adam_head_min_updates_lets_small_features_converge():
+    # Features at a scale of 1e-2: 200 epochs of one minibatch leave the head short of separating them; a budget
+    # in steps (the protocol's PAPER_HEAD_UPDATES; 5000 suffice here) does. min_updates only ever adds epochs.
+    train_x, train_y = _clusters(500, seed=6, classes=10, per_class=1, dim=64)
+    test_x, test_y = _clusters(300, seed=7, classes=10, per_class=1, dim=64)
+    scale = 1e-2 / np.abs(train_x).mean()
+    short = fit_adam_linear(train_x * scale, train_y, test_x * scale, test_y)
+    assert short < 0.9
+    assert fit_adam_linear(train_x * scale, train_y, test_x * scale, test_y, min_updates=5000) == 1.0
+    assert PAPER_HEAD_UPDATES >= 5000
+    assert fit_adam_linear(train_x * scale, train_y, test_x * scale, test_y, min_updates=10) == short
 
 
 def test_adam_head_is_torch_adam_on_the_cross_entropy():
