@@ -26,13 +26,14 @@ class GlobalOptions:
     json: bool = False
     quiet: bool = False
     debug: bool = False
+    progress_every: float | None = None
 
     @property
     def runs(self):
         return runs_root(self.runs_dir)
 
     def reporter(self) -> RichReporter:
-        return RichReporter(quiet=self.quiet)
+        return RichReporter(quiet=self.quiet, every=self.progress_every)
 
 
 def options(ctx: typer.Context) -> GlobalOptions:

@@ -29,6 +29,7 @@ from ebmctl.runs import command_dir, out_path, resolve_run, write_json
 from ebmctl.samplers.composition import compose as compose_energies
 from ebmctl.samplers.langevin import frozen
 from ebmctl.services.build import condition_of, resolve_device
+from ebmctl.services.chain_progress import ChainProgress
 from ebmctl.services.conditioning import class_index, examples_latent, run_dataset
 from ebmctl.services.loading import LoadedRun, load_run
 from ebmctl.services.pictures import samples_png
@@ -252,14 +253,21 @@ def _draw(plan: _Plan, opts: ComposeOptions, reporter: Reporter, label: str) -> 
     lead = plan.runs[0].method
     nets = [r.method.model.eval_net(s["ema"]) for r in plan.runs]
     chunks, done = [], 0
-    with frozen(*nets), reporter.progress(f"{label} {opts.n} x {s['steps']} steps", opts.n, unit="sample") as bar:
+    batches = -(-opts.n // opts.batch_size)
+    energy = plan.energy or (lambda x: lead.energy(x, ema=s["ema"]))
+    with frozen(*nets), reporter.progress(f"{label} {opts.n} in {batches} batch(es) x {s['steps']} steps",
+                                          batches * s["steps"], unit="step", fields=("mean E",)) as bar:
+        steps_of = ChainProgress(bar, s["steps"], lambda images: energy(lead.to_model(images)) if plan.energy
+                                 else energy(images))
         while done < opts.n:
             b = min(opts.batch_size, opts.n - done)
+            batch = done // opts.batch_size
             x = lead.sample(b, steps=s["steps"], step_size=s["step_size"], noise=s["noise"], aug_every=s["aug_every"],
-                            plain_steps=s["plain_steps"], ema=s["ema"], energy=plan.energy)
+                            plain_steps=s["plain_steps"], ema=s["ema"], energy=plan.energy,
+                            callback=steps_of.batch(batch))
             chunks.append(x.detach().cpu())
             done += b
-            bar.update(done)
+            bar.update((batch + 1) * s["steps"])
     return torch.cat(chunks)
 
 

@@ -282,15 +282,13 @@ class Trainer:
 
     def run(self) -> TrainResult:
         spec, tr, procs = self.spec, self.spec.train, self.procs
-        fields = ("loss", "E+", "E-", "gap", "img/s")
+        fields = ("loss", "gap", "E+", "E-", "img/s")  # in the order a narrow terminal keeps them
         started = time.perf_counter()
         window_start, window_images = time.perf_counter(), 0
         if not (self.run_dir / STATE_CKPT).exists():
             self.save()  # step 0: the first good checkpoint a rollback or a resume can return to
         stream = self._batches()
-        with _sigint_flag() as flag, self.reporter.progress(
-            f"train {self.run_dir.name}", tr.steps, unit="step", fields=fields
-        ) as bar:
+        with _sigint_flag() as flag, self.reporter.progress("train", tr.steps, unit="step", fields=fields) as bar:
             bar.update(self.step)
             while self.step < tr.steps:
                 x, labels = next(stream)
