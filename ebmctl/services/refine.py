@@ -20,8 +20,6 @@ from ebmctl.services.pictures import hat_chains_png, image_grid_png
 from ebmctl.services.reporting import NullReporter, Reporter
 from ebmctl.services.sample import fid_metrics
 
-RESIDUAL_MAGNIFICATION = 5.0  # the paper's Figure 3 shows y five times larger
-
 
 @dataclass
 class RefineOptions:
@@ -126,7 +124,7 @@ def refine(
     files = {name: str(out_dir / f"{name}.png") for name in ("before", "after", "chains")}
     write_bytes_atomic(out_dir / "before.png", image_grid_png(before[:64]))
     write_bytes_atomic(out_dir / "after.png", image_grid_png(after[:64]))
-    write_bytes_atomic(out_dir / "chains.png", hat_chains_png(frames, method.to_images, RESIDUAL_MAGNIFICATION))
+    write_bytes_atomic(out_dir / "chains.png", hat_chains_png(frames, method.to_images, sorted(keep)))
     save_tensors(out_dir / "samples.safetensors", {"before": before, "after": after},
                  {"kind": "samples", "run": str(ref.run_dir), "steps": steps, "seed": opts.seed,
                   "checkpoint_step": run.step})

@@ -169,12 +169,14 @@ def sample(
     keep_n = min(s["n"], max(GRID_SAMPLES, run.spec.eval.fid_samples if opts.fid else 0))
     kept: list[torch.Tensor] = []
     snapshots: list[torch.Tensor] = []
+    snapshot_steps: list[int] = []
     pool = _pool_schedule(s) if s["schedule"] == "pool" else None
     every = max(1, (pool.rounds if pool else s["steps"]) // opts.snapshots)
 
     def keep(k: int, x: torch.Tensor) -> None:
         if (k + 1) % every == 0 or k == 0:
             snapshots.append(x[:8].detach().cpu().clone())
+            snapshot_steps.append(k + 1)
 
     out_dir = command_dir(ref.run_dir, "sample", opts.out)
     samples_path = out_dir / "samples.safetensors"
@@ -247,7 +249,8 @@ def sample(
         reference, _ = ds.get_batch(torch.arange(min(len(ds), 2000)))
     write_bytes_atomic(out_dir / "grid.png", samples_png(first[:GRID_SAMPLES], reference, title=f"{s['n']} samples"))
     if snapshots and first.dim() == 4:
-        write_bytes_atomic(out_dir / "chain.png", chain_strip_png(snapshots))
+        write_bytes_atomic(out_dir / "chain.png", chain_strip_png(snapshots, snapshot_steps,
+                                                                     unit="round" if pool else "step"))
         files["chain"] = str(out_dir / "chain.png")
 
     if condition is not None and condition.reference is not None:
