@@ -317,6 +317,10 @@ class TrainSpec(Section):
     log_every: int = Field(10, ge=1, le=100_000_000, description="Steps between lines of metrics.jsonl.")
     checkpoint_every: int = Field(1000, ge=1, le=100_000_000, description="Steps between checkpoints (and at the end).")
     sample_every: int = Field(1000, ge=1, le=100_000_000, description="Steps between grids of training negatives.")
+    loggers: list[Literal["tensorboard"]] = Field(
+        default_factory=list, description="Where to log besides metrics.jsonl and samples/: tensorboard writes "
+        "the same scalars and the negatives grids under <run>/tensorboard (pip install 'ebmctl[tensorboard]')."
+    )
 
     @model_validator(mode="after")
     def _betas(self) -> TrainSpec:
