@@ -879,6 +879,9 @@ def _expected(field: Any) -> str | None:
         items = typing.get_args(kind)
         what = "integers" if items and items[0] is int else "finite numbers"
         text = f"a list of {what}" if Ellipsis in items else f"a list of {len(items)} {what}"
+    elif typing.get_origin(kind) is list and typing.get_origin(typing.get_args(kind)[0]) is Literal:
+        choices = ", ".join(f'"{c}"' for c in typing.get_args(typing.get_args(kind)[0]))
+        text = f"a list of {choices} (may be empty)"
     else:
         return None
     return text + (" (or none)" if optional else "")
