@@ -349,10 +349,11 @@ def _judge(run: LoadedRun, concepts: list[Concept], samples: Tensor, baseline: T
     rows = []
     for i, row in enumerate(composed):
         out: dict[str, Any] = {"attribute": row["name"], "present": row["present"], "composed": row["fraction"],
-                               "composed_abstained": row["abstained"]}
+                               "composed_abstained": row["abstained"], "composed_of_judged": row["fraction_of_judged"]}
         if base is not None:
             out["unconditional"] = base[i]["fraction"]
             out["unconditional_abstained"] = base[i]["abstained"]
+            out["unconditional_of_judged"] = base[i]["fraction_of_judged"]
         index = row["index"]
         if index is not None and isinstance(accuracy, list) and index < len(accuracy):
             out["judge_accuracy"] = accuracy[index]
