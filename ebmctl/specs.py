@@ -317,6 +317,10 @@ class TrainSpec(Section):
     log_every: int = Field(10, ge=1, le=100_000_000, description="Steps between lines of metrics.jsonl.")
     checkpoint_every: int = Field(1000, ge=1, le=100_000_000, description="Steps between checkpoints (and at the end).")
     sample_every: int = Field(1000, ge=1, le=100_000_000, description="Steps between grids of training negatives.")
+    loggers: list[Literal["tensorboard"]] = Field(
+        default_factory=list, description="Where to log besides metrics.jsonl and samples/: tensorboard writes "
+        "the same scalars and the negatives grids under <run>/tensorboard (pip install 'ebmctl[tensorboard]')."
+    )
 
     @model_validator(mode="after")
     def _betas(self) -> TrainSpec:
@@ -875,6 +879,9 @@ def _expected(field: Any) -> str | None:
         items = typing.get_args(kind)
         what = "integers" if items and items[0] is int else "finite numbers"
         text = f"a list of {what}" if Ellipsis in items else f"a list of {len(items)} {what}"
+    elif typing.get_origin(kind) is list and typing.get_origin(typing.get_args(kind)[0]) is Literal:
+        choices = ", ".join(f'"{c}"' for c in typing.get_args(typing.get_args(kind)[0]))
+        text = f"a list of {choices} (may be empty)"
     else:
         return None
     return text + (" (or none)" if optional else "")

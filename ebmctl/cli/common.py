@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
 import typer
+from rich.console import Console, ConsoleOptions, Group, RenderResult
+from rich.measure import Measurement
 from rich.table import Table
+from rich.text import Text
 
 from ebmctl.console import RichReporter, stdout
 from ebmctl.errors import SpecError, UsageError
@@ -26,13 +30,14 @@ class GlobalOptions:
     json: bool = False
     quiet: bool = False
     debug: bool = False
+    progress_every: float | None = None
 
     @property
     def runs(self):
         return runs_root(self.runs_dir)
 
     def reporter(self) -> RichReporter:
-        return RichReporter(quiet=self.quiet)
+        return RichReporter(quiet=self.quiet, every=self.progress_every)
 
 
 def options(ctx: typer.Context) -> GlobalOptions:
@@ -42,7 +47,7 @@ def options(ctx: typer.Context) -> GlobalOptions:
     return root.obj
 
 
-def emit(opts: GlobalOptions, doc: dict[str, Any], table: Table | str | None = None) -> None:
+def emit(opts: GlobalOptions, doc: dict[str, Any], table: Table | Group | str | None = None) -> None:
     """Print the result: JSON with --json, else the table (or text) on stdout."""
     if opts.json:
         stdout.print_json(json.dumps(doc, default=str))
@@ -84,11 +89,48 @@ def examples(*lines: str) -> str:
     return "[bold]Examples[/bold]\n\n" + "\n\n".join(f"  [cyan]{line}[/cyan]" for line in lines)
 
 
+def wrap_at_breaks(text: str, width: int) -> list[str]:
+    """``text`` in lines of at most ``width`` characters, broken only after a '/' or at a space, so that file
+    and directory names stay whole (a name longer than ``width`` alone is folded)."""
+    lines, line = [], ""
+    for token in re.split(r"(?<=[/ ])", text):
+        if line and len(line) + len(token.rstrip()) > width:
+            lines.append(line.rstrip())
+            line = ""
+        while len(token.rstrip()) > width:
+            lines.append(token[:width])
+            token = token[width:]
+        line += token
+    if line.strip() or not lines:
+        lines.append(line.rstrip())
+    return lines
+
+
+class Breakable:
+    """Text (a path, a command) that wraps only after '/' or at spaces, in a table cell or on its own."""
+
+    def __init__(self, text: str, style: str = "") -> None:
+        self.text, self.style = str(text), style
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        longest = max((len(t.rstrip()) for t in re.split(r"(?<=[/ ])", self.text)), default=0)
+        return Measurement(min(longest, options.max_width), min(len(self.text), options.max_width))
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        for line in wrap_at_breaks(self.text, options.max_width):
+            yield Text(line, style=self.style, no_wrap=True, overflow="fold")
+
+
+def with_notes(table: Table, *notes: str) -> Group:
+    """The table followed by lines of notes (paths and all) that wrap at '/' and spaces only."""
+    return Group(table, *(Breakable(note) for note in notes if note))
+
+
 def kv_table(title: str, rows: list[tuple[str, str]]) -> Table:
-    """A two-column key/value table whose values wrap instead of being cut (paths stay whole)."""
+    """A two-column key/value table whose values wrap after '/' and at spaces, never inside a name."""
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_column("key", style="bold", no_wrap=True)
-    table.add_column("value", overflow="fold")
+    table.add_column("value")
     for key, value in rows:
-        table.add_row(key, value)
+        table.add_row(key, Breakable(value))
     return table

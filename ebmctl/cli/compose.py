@@ -5,9 +5,19 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.console import Group
 from rich.table import Table
 
-from ebmctl.cli.common import SEED_MAX, check_number, emit, examples, options, split_list
+from ebmctl.cli.common import (
+    SEED_MAX,
+    check_number,
+    emit,
+    examples,
+    kv_table,
+    options,
+    split_list,
+    with_notes,
+)
 from ebmctl.services.compose import ComposeOptions, ComposeResult
 from ebmctl.services.compose import compose as run_compose
 
@@ -63,10 +73,14 @@ def compose(
     emit(opts, result.to_dict(), _table(result))
 
 
-def _table(result: ComposeResult) -> Table:
+def _table(result: ComposeResult) -> Group | Table:
     concepts = " & ".join(c.label for c in result.concepts)
-    table = Table(title=f"{concepts}: {result.n} samples, {result.steps} steps ({result.route})",
-                  title_justify="left")
+    title = f"{concepts}: {result.n} samples, {result.steps} steps ({result.route})"
+    files = [f"{name}: {path}" for name, path in result.files.items() if name != "samples"]
+    if not result.rows:
+        rows = [("judge", result.judge), *((name, path) for name, path in result.files.items())]
+        return kv_table(title, rows)
+    table = Table(title=title, title_justify="left")
     has_base = any("unconditional" in r for r in result.rows)
     table.add_column("attribute")
     table.add_column("wanted")
@@ -81,6 +95,11 @@ def _table(result: ComposeResult) -> Table:
             cells.append(f"{r['unconditional']:.3f}" if "unconditional" in r else "")
         cells.append(f"{r['judge_accuracy']:.3f}" if r.get("judge_accuracy") is not None else "")
         table.add_row(*cells)
-    table.caption = (f"fraction of samples the attribute judge sees as wanted ('all': every attribute at once); "
-                     f"grid in {result.files.get('grid')}")
-    return table
+    table.caption = "fraction of samples the attribute judge sees as wanted ('all': every attribute at once)"
+    first = result.rows[0]
+    abstained = f"{first['composed_abstained']} of {result.n} composed samples"
+    if "unconditional_abstained" in first:
+        abstained += f" and {first['unconditional_abstained']} of {result.n} unconditional ones"
+    notes = [f"judge: {result.judge}; it abstained on {abstained} (not recognised as images of its dataset; "
+             "they count as not matching)", *files]
+    return with_notes(table, *notes)

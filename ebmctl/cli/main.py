@@ -60,6 +60,10 @@ def main(
     json_out: Annotated[bool, typer.Option("--json", help="Print results as JSON on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or messages.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    progress_every: Annotated[float | None, typer.Option(
+        "--progress-every", envvar="EBMCTL_PROGRESS_EVERY", min=0.01, show_default=False,
+        help="Seconds between progress lines when stderr is not a terminal (default 30; also "
+        "$EBMCTL_PROGRESS_EVERY).")] = None,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
 ) -> None:
@@ -68,7 +72,7 @@ def main(
     Global options may also follow the command: `ebmctl train --data-root ~/data` works as well.
     """
     ctx.obj = GlobalOptions(device=device, threads=threads, runs_dir=runs_dir, data_root=data_root, json=json_out,
-                            quiet=quiet, debug=debug)
+                            quiet=quiet, debug=debug, progress_every=progress_every)
     if threads is not None:
         _set_threads(threads)
 
@@ -91,7 +95,7 @@ app.command("refine", help=refine_cmd.HELP, epilog=refine_cmd.EPILOG)(refine_cmd
 app.add_typer(presets_cmd.app, name="presets")
 
 
-GLOBAL_VALUE_OPTIONS = ("--device", "--threads", "--runs-dir", "--data-root")
+GLOBAL_VALUE_OPTIONS = ("--device", "--threads", "--runs-dir", "--data-root", "--progress-every")
 GLOBAL_FLAGS = ("--json", "--quiet", "-q", "--debug")
 
 

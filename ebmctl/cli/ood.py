@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.console import Group
 from rich.table import Table
 
-from ebmctl.cli.common import check_datasets, check_number, emit, examples, options, split_list
+from ebmctl.cli.common import check_datasets, check_number, emit, examples, options, split_list, with_notes
 from ebmctl.errors import UsageError
 from ebmctl.runs import out_path, resolve_run
 from ebmctl.services.ood import OodOptions, OodResult
@@ -58,12 +59,12 @@ def ood(
     emit(opts, result.to_dict(), _table(result))
 
 
-def _table(result: OodResult) -> Table:
+def _table(result: OodResult) -> Group:
     table = Table(title=f"OOD detection ({result.convention})", title_justify="left")
     for col in ("in", "out", "score", "AUROC", "AUPR-in", "AUPR-out", "FPR@95"):
         table.add_column(col, justify="right" if col[0].isupper() else "left")
     for r in result.rows:
         table.add_row(r["in"], r["out"], r["score"], f"{r['auroc']:.4f}", f"{r['aupr_in']:.4f}",
                       f"{r['aupr_out']:.4f}", f"{r['fpr95']:.4f}")
-    table.caption = f"images: {', '.join(f'{k} {v}' for k, v in result.counts.items())}; pictures in {result.out_dir}"
-    return table
+    table.caption = f"images: {', '.join(f'{k} {v}' for k, v in result.counts.items())}"
+    return with_notes(table, f"pictures in {result.out_dir}")

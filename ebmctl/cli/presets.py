@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.syntax import Syntax
 from rich.table import Table
 
@@ -21,9 +22,10 @@ def list_(ctx: typer.Context) -> None:
     """List every preset with its method, dataset and what it reproduces."""
     opts = options(ctx)
     items = list_presets()
-    table = Table(title="presets", title_justify="left")
-    for col in ("name", "method", "data", "summary"):
-        table.add_column(col)
+    table = Table(title="presets", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("name", "method", "data"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("summary", ratio=1)
     for p in items:
         table.add_row(p.name, p.method, p.data, p.summary)
     emit(opts, {"presets": [p.to_dict() for p in items]}, table)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.console import Group
 from rich.table import Table
 
-from ebmctl.cli.common import check_datasets, emit, examples, options
+from ebmctl.cli.common import check_datasets, emit, examples, options, with_notes
 from ebmctl.runs import out_path, resolve_run
 from ebmctl.services.probe import PROTOCOL_CHOICES, ProbeOptions, ProbeResult, parse_shots
 from ebmctl.services.probe import probe as run_probe
@@ -68,7 +69,7 @@ def probe(
     emit(opts, result.to_dict(), _table(result))
 
 
-def _table(result: ProbeResult) -> Table:
+def _table(result: ProbeResult) -> Group:
     p = result.protocol
     table = Table(title=f"Probe accuracy on the held-out split (mean ± std over seeds), protocol {p['name']}",
                   title_justify="left")
@@ -81,5 +82,5 @@ def _table(result: ProbeResult) -> Table:
     held = {r["dataset"]: r.get("split", "test") for r in result.rows}
     sizes = "; ".join(f"{k}: {v['train']} train / {v['test']} {held.get(k, 'test')}" for k, v in result.counts.items())
     table.caption = (f"protocol {p['name']}: linear = {p['linear']}; knn = {p['knn']}; source: {p['source']}. "
-                     f"{sizes}; 1nn = mean per-class recall of 1-NN (L2); pictures in {result.out_dir}")
-    return table
+                     f"{sizes}; 1nn = mean per-class recall of 1-NN (L2)")
+    return with_notes(table, f"pictures in {result.out_dir}")

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.console import Group
 from rich.table import Table
 
-from ebmctl.cli.common import SEED_MAX, emit, examples, options
+from ebmctl.cli.common import SEED_MAX, emit, examples, options, with_notes
 from ebmctl.runs import out_path, resolve_run
 from ebmctl.services.refine import RefineOptions, RefineResult
 from ebmctl.services.refine import refine as run_refine
@@ -50,7 +51,7 @@ def refine(
     emit(opts, result.to_dict(), _table(result))
 
 
-def _table(result: RefineResult) -> Table:
+def _table(result: RefineResult) -> Group:
     table = Table(title=f"{result.n} samples refined with {result.steps} steps in {result.seconds:.1f} s",
                   title_justify="left")
     for col in ("metric", "before (G(z))", "after (G(z) + y)"):
@@ -62,5 +63,5 @@ def _table(result: RefineResult) -> Table:
     table.add_row("mean ||z - z0||", "", f"{m['latent_move']:.4g}")
     table.add_row("mean ||y||", "", f"{m['residual_norm']:.4g}")
     extractor = result.before.get("extractor")
-    table.caption = (f"features: {extractor}; " if extractor else "") + f"pictures in {result.out_dir}"
-    return table
+    table.caption = f"features: {extractor}" if extractor else None
+    return with_notes(table, f"pictures in {result.out_dir}")

@@ -111,6 +111,7 @@ def _worker_args(opts: GlobalOptions, head: list[str], overrides: list[str], ste
     out = ["--device", opts.device, "--runs-dir", str(opts.runs)]
     out += ["--threads", str(opts.threads)] if opts.threads else []
     out += ["--data-root", opts.data_root] if opts.data_root else []
+    out += ["--progress-every", str(opts.progress_every)] if opts.progress_every else []
     out += [flag for flag, on in (("--json", opts.json), ("--quiet", opts.quiet), ("--debug", opts.debug)) if on]
     out += ["train", *head]
     for item in overrides:

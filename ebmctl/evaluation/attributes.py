@@ -4,6 +4,12 @@ It scores compositional generation the way Du et al. (2021, "Improved Contrastiv
 per requested attribute, the fraction of samples the judge classifies as having it. Two bodies: the small CNN
 of the in-domain class judge (shapes32 and other small images) and a ResNet-18 (CelebA, as in the paper).
 It is cached as safetensors with a JSON meta document.
+
+A judge abstains on images it does not recognise, as the class judge reports its confident share: the
+penultimate features of 2,000 training images are kept with it, and an image whose features lie further from
+the nearest of them (cosine distance) than the dataset's held-out images do is not judged. (Pure noise lands
+far from every training image there, while its features' mean and spread look ordinary, and the judge's
+sigmoids may still be sure of an attribute.)
 """
 
 from __future__ import annotations
@@ -31,6 +37,10 @@ DEFAULT_BATCH_SIZE = 64
 SHIFT_PIXELS = 1  # shapes32's left/top halves are 2 px apart: a larger shift would blur those labels
 SMALL_INPUT = 64  # ResNet-18 inputs up to this size get a 3x3 stride-1 stem and no max-pooling
 REPORT_CHUNK = 256
+RECOGNITION_BUFFERS = {"reference_features"}
+CALIBRATION_IMAGES = 2000  # training images whose features the judge keeps, and held-out images that set ...
+RECOGNITION_QUANTILE = 0.99  # ... the threshold: this quantile of their distances ...
+RECOGNITION_MARGIN = 1.5  # ... times this margin is the largest distance the judge still recognises
 
 # Words accepted for a dataset's attributes besides their own names: word -> (attribute, wanted present).
 ATTRIBUTE_ALIASES: dict[str, dict[str, tuple[str, bool]]] = {
@@ -106,10 +116,47 @@ class AttributeJudge(nn.Module):
         else:
             self.net = _resnet18(channels, max(height, width), len(self.attribute_names))
         self.meta: dict[str, Any] = dict(meta or {})
+        width = FEATURE_DIM if architecture == "cnn" else self.net.fc.in_features
+        self.register_buffer("reference_features", torch.zeros(0, width))  # unit-norm features of training images
 
     @property
     def num_attributes(self) -> int:
         return len(self.attribute_names)
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        if self.architecture == "cnn":
+            return self.net[:-1](x)
+        net = self.net
+        x = net.maxpool(net.relu(net.bn1(net.conv1(x))))
+        x = net.layer4(net.layer3(net.layer2(net.layer1(x))))
+        return torch.flatten(net.avgpool(x), 1)
+
+    @torch.no_grad()
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate features (B, D), the input of the linear head."""
+        return self._features(self._prepare(x))
+
+    @torch.no_grad()
+    def recognition_distance(self, x: torch.Tensor) -> torch.Tensor:
+        """How far each image's features lie from the nearest kept training image's: the Euclidean distance of
+        unit-norm features (B,)."""
+        if len(self.reference_features) == 0:
+            raise ValueError("this judge keeps no training features: calibrate_recognition first")
+        f = F.normalize(self.features(x).float(), dim=1)
+        return torch.cdist(f, self.reference_features).min(dim=1).values
+
+    @property
+    def recognition_threshold(self) -> float | None:
+        value = self.meta.get("recognition_threshold")
+        return float(value) if value is not None else None
+
+    @torch.no_grad()
+    def recognises(self, x: torch.Tensor) -> torch.Tensor:
+        """Whether the judge recognises each image as one of its dataset's, bool (B,) (all, uncalibrated)."""
+        threshold = self.recognition_threshold
+        if threshold is None:
+            return torch.ones(len(x), dtype=torch.bool)
+        return self.recognition_distance(x).cpu() <= threshold
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype == torch.uint8:
@@ -229,6 +276,7 @@ def train_attribute_judge(
               lambda out, y: ((out > 0) == y.bool()).float().mean().item(), steps=steps, batch_size=batch_size,
               lr=lr, shift=SHIFT_PIXELS, generator=gen, device=device, progress=progress)
     accuracy = attribute_accuracy(judge, test_dataset) if test_dataset is not None else None
+    recognition = calibrate_recognition(judge, dataset, test_dataset)
     judge.meta = {
         "kind": FILE_KIND,
         "architecture": architecture,
@@ -243,8 +291,41 @@ def train_attribute_judge(
         "lr": lr,
         "seed": seed,
         "train_seconds": round(time.perf_counter() - start, 2),
+        **recognition,
     }
     return judge
+
+
+def _images(dataset: EbmDataset, n: int, seed: int) -> torch.Tensor:
+    idx = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:n]
+    return dataset.get_batch(idx.sort().values)[0]
+
+
+@torch.no_grad()
+def calibrate_recognition(judge: AttributeJudge, dataset: EbmDataset, held_out: EbmDataset | None = None,
+                          n: int = CALIBRATION_IMAGES) -> dict[str, Any]:
+    """Keep the features of up to ``n`` training images in the judge and set its recognition threshold from as
+    many held-out images (other training images when there are none): their RECOGNITION_QUANTILE distance
+    times RECOGNITION_MARGIN. Returns the meta entries to keep."""
+    was_training = judge.training
+    judge.eval()
+    try:
+        order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(1))
+        kept = dataset.get_batch(order[:n].sort().values)[0]
+        feats = torch.cat([judge.features(c).float() for c in kept.split(REPORT_CHUNK)])
+        judge.reference_features = F.normalize(feats, dim=1)
+        if held_out is not None and len(held_out) > 0:
+            reference, probe = "held-out", _images(held_out, n, seed=2)
+        else:  # training images not among the kept ones (the kept ones are at distance 0)
+            rest = order[n : 2 * n]
+            reference, probe = "training", dataset.get_batch(rest.sort().values)[0] if len(rest) else kept
+        distance = torch.cat([judge.recognition_distance(c).cpu() for c in probe.split(REPORT_CHUNK)])
+    finally:
+        judge.train(was_training)
+    quantile = float(torch.quantile(distance.double(), RECOGNITION_QUANTILE))
+    return {"recognition_threshold": quantile * RECOGNITION_MARGIN, "recognition_quantile": RECOGNITION_QUANTILE,
+            "recognition_margin": RECOGNITION_MARGIN,
+            "recognition_reference": reference}
 
 
 def save_attribute_judge(judge: AttributeJudge, path: str | Path) -> None:
@@ -270,13 +351,47 @@ def load_attribute_judge(path: str | Path, device: str | torch.device = "cpu") -
         )
     try:
         judge = AttributeJudge(meta["shape"], meta["attribute_names"], meta["architecture"], meta)
-        judge.load_state_dict(tensors, strict=True)
+        if "reference_features" in tensors:
+            judge.reference_features = torch.empty_like(tensors["reference_features"])
+        missing, unexpected = judge.load_state_dict(tensors, strict=False)
+        if unexpected or set(missing) - RECOGNITION_BUFFERS:  # a judge saved before recognition lacks those
+            raise RuntimeError(f"missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}")
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise CheckpointError(
             f"{path} does not match the attribute judge it describes ({str(exc).splitlines()[0][:100]})",
             "delete the file to let ebmctl train a new attribute judge",
         ) from exc
     return judge.to(device).eval()
+
+
+ARCHITECTURE_NAMES = {"cnn": "small CNN", "resnet18": "ResNet-18"}
+
+
+def step_seconds(dataset: EbmDataset, architecture: str | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
+                 device: str | torch.device = "cpu", steps: int = 1) -> float:
+    """Seconds one training step of an attribute judge takes on ``device``: the mean of ``steps`` steps of a
+    throwaway judge after one warm-up step (the global RNG is left as it was)."""
+    attributes = _check_attributes(dataset)
+    architecture = architecture or default_architecture(dataset.info)
+    stamps: list[float] = []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        judge = AttributeJudge(dataset.info.shape, dataset.info.attribute_names, architecture).to(device)
+        fit_judge(judge, dataset, attributes.float(), F.binary_cross_entropy_with_logits, lambda out, y: 0.0,
+                  steps=steps + 1, batch_size=batch_size, lr=DEFAULT_LR[architecture], shift=SHIFT_PIXELS,
+                  generator=torch.Generator().manual_seed(0), device=device,
+                  progress=lambda step, total, m: stamps.append(time.perf_counter()))
+    return (stamps[-1] - stamps[0]) / steps
+
+
+def cached_judge_matches(path: str | Path, dataset: EbmDataset, architecture: str | None = None) -> bool:
+    """Whether :func:`load_or_train_attribute_judge` would reuse the judge cached at ``path``."""
+    path = Path(path)
+    try:
+        return path.is_file() and _cache_matches(read_meta(path), dataset,
+                                                 architecture or default_architecture(dataset.info))
+    except CheckpointError:
+        return False
 
 
 def _cache_matches(meta: dict[str, Any], dataset: EbmDataset, architecture: str) -> bool:
@@ -305,7 +420,11 @@ def load_or_train_attribute_judge(
     if path.is_file():
         try:
             if _cache_matches(read_meta(path), dataset, architecture):
-                return load_attribute_judge(path, kwargs.get("device", "cpu")), False
+                judge = load_attribute_judge(path, kwargs.get("device", "cpu"))
+                if judge.recognition_threshold is None:  # cached before judges abstained: calibrate it once
+                    judge.meta.update(calibrate_recognition(judge, dataset, test_dataset))
+                    save_attribute_judge(judge, path)
+                return judge, False
         except CheckpointError:
             pass  # an unreadable cache is replaced below
     judge = train_attribute_judge(dataset, test_dataset=test_dataset, **kwargs)
@@ -365,14 +484,17 @@ def resolve_attributes(
 
 
 @torch.no_grad()
-def _predictions(judge: AttributeJudge, samples: torch.Tensor) -> torch.Tensor:
-    """The judge's bool (N, A) decisions on ``samples`` in chunks of 256, in eval mode."""
+def _predictions(judge: AttributeJudge, samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The judge's bool (N, A) decisions on ``samples`` in chunks of 256, in eval mode, and whether it
+    recognises each sample, bool (N,)."""
     if len(samples) == 0:
         raise ValueError("no samples to judge")
     was_training = judge.training
     judge.eval()
     try:
-        return torch.cat([judge.predict(chunk).cpu() for chunk in samples.split(REPORT_CHUNK)])
+        chunks = samples.split(REPORT_CHUNK)
+        return (torch.cat([judge.predict(chunk).cpu() for chunk in chunks]),
+                torch.cat([judge.recognises(chunk).cpu() for chunk in chunks]))
     finally:
         judge.train(was_training)
 
@@ -382,23 +504,27 @@ def attribute_report(
 ) -> list[dict[str, Any]]:
     """Per wanted ``(name, index, present)`` the fraction of ``samples`` judged to match it (to have the
     attribute when ``present``, to lack it otherwise), then a row named ``all``: the fraction matching every
-    wanted attribute at once. Rows are ``{"name", "index", "present", "fraction"}`` (``all``: index and
-    present None)."""
+    wanted attribute at once. Samples the judge does not recognise are not judged: they match nothing.
+
+    Rows are ``{"name", "index", "present", "fraction", "fraction_of_judged", "abstained", "samples"}``
+    (``all``: index and present None; ``fraction_of_judged``: among the recognised samples, None without
+    any; ``abstained``: how many samples the judge did not recognise)."""
     if not wanted:
         raise ValueError("no attributes to report on")
-    predicted = _predictions(judge, samples)
+    predicted, recognised = _predictions(judge, samples)
     matches = torch.stack([predicted[:, i] == present for _, i, present in wanted], dim=1)
-    rows: list[dict[str, Any]] = [
-        {"name": name, "index": i, "present": present, "fraction": matches[:, k].float().mean().item()}
-        for k, (name, i, present) in enumerate(wanted)
-    ]
-    rows.append(
-        {"name": "all", "index": None, "present": None, "fraction": matches.all(1).float().mean().item()}
-    )
-    return rows
+    matches = torch.cat([matches, matches.all(1, keepdim=True)], dim=1) & recognised[:, None]
+    judged = int(recognised.sum())
+    names = [*wanted, ("all", None, None)]
+    return [{"name": name, "index": i, "present": present, "fraction": matches[:, k].float().mean().item(),
+             "fraction_of_judged": matches[:, k].sum().item() / judged if judged else None,
+             "abstained": len(samples) - judged, "samples": len(samples)}
+            for k, (name, i, present) in enumerate(names)]
 
 
 def attribute_rates(judge: AttributeJudge, samples: torch.Tensor) -> dict[str, float]:
-    """The fraction of ``samples`` judged to have each attribute (e.g. the unconditional baseline)."""
-    rates = _predictions(judge, samples).float().mean(0)
+    """The fraction of ``samples`` judged to have each attribute (e.g. the unconditional baseline); samples
+    the judge does not recognise have none."""
+    predicted, recognised = _predictions(judge, samples)
+    rates = (predicted & recognised[:, None]).float().mean(0)
     return {name: rates[i].item() for i, name in enumerate(judge.attribute_names)}

@@ -29,6 +29,7 @@ from ebmctl.runs import command_dir, out_path, resolve_run, write_json
 from ebmctl.samplers.composition import compose as compose_energies
 from ebmctl.samplers.langevin import frozen
 from ebmctl.services.build import condition_of, resolve_device
+from ebmctl.services.chain_progress import ChainProgress
 from ebmctl.services.conditioning import class_index, examples_latent, run_dataset
 from ebmctl.services.loading import LoadedRun, load_run
 from ebmctl.services.pictures import samples_png
@@ -78,11 +79,12 @@ class ComposeResult:
     seconds: float
     files: dict[str, str]
     settings: dict[str, Any]
+    judge: str = ""  # the judge that scored the samples, or why none did
 
     def to_dict(self) -> dict[str, Any]:
         return {"out": str(self.out_dir), "route": self.route, "concepts": [c.label for c in self.concepts],
                 "results": self.rows, "n": self.n, "steps": self.steps, "seconds": round(self.seconds, 2),
-                "files": self.files, "settings": self.settings}
+                "files": self.files, "settings": self.settings, "judge": self.judge}
 
 
 def compose(
@@ -133,11 +135,16 @@ def compose(
     if baseline is not None:
         write_bytes_atomic(out_dir / "baseline.png", samples_png(baseline[:100], None, title="unconditional"))
         files["baseline"] = str(out_dir / "baseline.png")
-    rows = []
-    if opts.judge:
-        rows = _judge(base, plan.concepts, samples, baseline, cli_data_root, torch_device, reporter)
+    rows: list[dict[str, Any]] = []
+    if not opts.judge:
+        judged_by = "skipped (--no-judge)"
+    elif not base.info.attribute_names:
+        judged_by = f"none: {base.info.name} has no attribute labels to train an attribute judge on"
+    else:
+        rows, judged_by = _judge(base, plan.concepts, samples, baseline, cli_data_root, torch_device, reporter,
+                                 out_dir / "grid.png")
     result = ComposeResult(out_dir, plan.route, plan.concepts, rows, len(samples), plan.settings["steps"], seconds,
-                           files, plan.settings)
+                           files, plan.settings, judged_by)
     write_json(out_dir / "result.json", {"command": "compose", **result.to_dict()})
     return result
 
@@ -252,26 +259,38 @@ def _draw(plan: _Plan, opts: ComposeOptions, reporter: Reporter, label: str) -> 
     lead = plan.runs[0].method
     nets = [r.method.model.eval_net(s["ema"]) for r in plan.runs]
     chunks, done = [], 0
-    with frozen(*nets), reporter.progress(f"{label} {opts.n} x {s['steps']} steps", opts.n, unit="sample") as bar:
+    batches = -(-opts.n // opts.batch_size)
+    energy = plan.energy or (lambda x: lead.energy(x, ema=s["ema"]))
+    with frozen(*nets), reporter.progress(f"{label} {opts.n} in {batches} batch(es) x {s['steps']} steps",
+                                          batches * s["steps"], unit="step", fields=("mean E",)) as bar:
+        steps_of = ChainProgress(bar, s["steps"], lambda images: energy(lead.to_model(images)) if plan.energy
+                                 else energy(images))
         while done < opts.n:
             b = min(opts.batch_size, opts.n - done)
+            batch = done // opts.batch_size
             x = lead.sample(b, steps=s["steps"], step_size=s["step_size"], noise=s["noise"], aug_every=s["aug_every"],
-                            plain_steps=s["plain_steps"], ema=s["ema"], energy=plan.energy)
+                            plain_steps=s["plain_steps"], ema=s["ema"], energy=plan.energy,
+                            callback=steps_of.batch(batch))
             chunks.append(x.detach().cpu())
             done += b
-            bar.update(done)
+            bar.update((batch + 1) * s["steps"])
     return torch.cat(chunks)
 
 
 # ---------------------------------------------------------------------------------------------- judging
 
 
-def attribute_judge(run: LoadedRun, cli_data_root: str | None, device: torch.device, reporter: Reporter) -> Any:
-    """The attribute judge of the run's dataset, trained on first use and cached."""
+def attribute_judge(run: LoadedRun, cli_data_root: str | None, device: torch.device, reporter: Reporter,
+                    grid: Path | None = None) -> Any:
+    """The attribute judge of the run's dataset, trained on first use (saying so first, with how long it will
+    take here and where the already written ``grid`` is) and cached."""
     from ebmctl.evaluation.attributes import (
+        ARCHITECTURE_NAMES,
+        cached_judge_matches,
         default_architecture,
         default_steps,
         load_or_train_attribute_judge,
+        step_seconds,
     )
 
     info = run.info
@@ -284,40 +303,59 @@ def attribute_judge(run: LoadedRun, cli_data_root: str | None, device: torch.dev
         test = None
     shape = "x".join(str(v) for v in info.shape)
     path = cache_dir() / "judges" / f"attributes-{info.name}-{shape}-{arch}.safetensors"
-    with reporter.progress(f"attribute judge for {info.name}", steps) as bar:
+    if not cached_judge_matches(path, train, arch):
+        written = f"; the samples are already in {grid}" if grid is not None else ""
+        reporter.info(f"first the attribute judge of {info.name} is trained, once (then cached in {path}): a "
+                      f"{ARCHITECTURE_NAMES[arch]}, {steps} steps on {len(train)} labelled images with "
+                      f"{len(info.attribute_names)} attributes{written}. Add --no-judge to skip judging.")
+        per_step = step_seconds(train, arch, device=device)
+        reporter.info(f"training the judge takes about {_duration(steps * per_step)} on this device ({device}, "
+                      f"{per_step:.2g} s a step)")
+    with reporter.progress(f"attribute judge for {info.name}", steps, fields=("loss", "acc")) as bar:
         judge, trained = load_or_train_attribute_judge(
             path, train, test, architecture=arch, steps=steps, device=str(device),
-            progress=lambda step, total, m: bar.update(step),
+            progress=lambda step, total, m: bar.update(step, loss=m["loss"], acc=m["acc"]),
         )
     if trained:
         reporter.info(f"trained the {info.name} attribute judge ({path})")
     return judge
 
 
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 5400:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def _judge(run: LoadedRun, concepts: list[Concept], samples: Tensor, baseline: Tensor | None,
-           cli_data_root: str | None, device: torch.device, reporter: Reporter) -> list[dict[str, Any]]:
+           cli_data_root: str | None, device: torch.device, reporter: Reporter,
+           grid: Path | None = None) -> tuple[list[dict[str, Any]], str]:
+    """The judge's rows and its description (or why nothing was judged)."""
     from ebmctl.evaluation.attributes import attribute_report
 
-    if not run.info.attribute_names:
-        return []
-    judge = attribute_judge(run, cli_data_root, device, reporter)
     wanted = []
     for c in concepts:
         index = find_attribute(run.info, c.attribute)
         if index is not None:
             wanted.append((run.info.attribute_names[index], index, c.present))
     if not wanted:
-        return []
+        return [], f"none: the composed concepts are not attributes of {run.info.name}"
+    judge = attribute_judge(run, cli_data_root, device, reporter, grid)
     composed = attribute_report(judge, samples, wanted)
     base = attribute_report(judge, baseline, wanted) if baseline is not None else None
     accuracy = judge.meta.get("test_accuracy") or []
     rows = []
     for i, row in enumerate(composed):
-        out: dict[str, Any] = {"attribute": row["name"], "present": row["present"], "composed": row["fraction"]}
+        out: dict[str, Any] = {"attribute": row["name"], "present": row["present"], "composed": row["fraction"],
+                               "composed_abstained": row["abstained"], "composed_of_judged": row["fraction_of_judged"]}
         if base is not None:
             out["unconditional"] = base[i]["fraction"]
+            out["unconditional_abstained"] = base[i]["abstained"]
+            out["unconditional_of_judged"] = base[i]["fraction_of_judged"]
         index = row["index"]
         if index is not None and isinstance(accuracy, list) and index < len(accuracy):
             out["judge_accuracy"] = accuracy[index]
         rows.append(out)
-    return rows
+    return rows, judge.describe()

@@ -14,12 +14,11 @@ from ebmctl.checkpoints import save_tensors, write_bytes_atomic
 from ebmctl.errors import CapabilityError
 from ebmctl.runs import RunRef, command_dir, write_json
 from ebmctl.services.build import resolve_device
+from ebmctl.services.chain_progress import ChainProgress
 from ebmctl.services.loading import load_run
 from ebmctl.services.pictures import hat_chains_png, image_grid_png
 from ebmctl.services.reporting import NullReporter, Reporter
 from ebmctl.services.sample import fid_metrics
-
-RESIDUAL_MAGNIFICATION = 5.0  # the paper's Figure 3 shows y five times larger
 
 
 @dataclass
@@ -84,20 +83,31 @@ def refine(
     started = time.perf_counter()
     befores, afters, moved, residual = [], [], [], []
     done = 0
-    with reporter.progress(f"refine {n} x {steps} steps", n, unit="sample") as bar:
+    batches = -(-n // opts.batch_size)
+    with reporter.progress(f"refine {n} in {batches} batch(es) x {steps} steps", batches * steps, unit="step",
+                           fields=("mean E",)) as bar:
+        steps_of = ChainProgress(bar, steps, method.energy)
         while done < n:
             b = min(opts.batch_size, n - done)
+            batch = done // opts.batch_size
             z0 = method.latents(b)
             g0 = method.decode(z0)
             if done == 0:
                 frames.append((g0[: opts.chains].cpu(), torch.zeros_like(g0[: opts.chains]).cpu()))
-            z, y, g = method.run_chains(z0, steps=steps, callback=record if done == 0 else None)
+            report = steps_of.batch(batch)
+
+            def step(k: int, z: Tensor, y: Tensor, g: Tensor, first: bool = done == 0, report=report) -> None:
+                report(k, method.to_images(g + y))
+                if first:
+                    record(k, z, y, g)
+
+            z, y, g = method.run_chains(z0, steps=steps, callback=step)
             befores.append(method.to_images(g0).cpu())
             afters.append(method.to_images(g + y).cpu())
             moved.append((z - z0).flatten(1).norm(dim=1).cpu())
             residual.append(y.flatten(1).norm(dim=1).cpu())
             done += b
-            bar.update(done)
+            bar.update((batch + 1) * steps)
     before, after = torch.cat(befores), torch.cat(afters)
     seconds = time.perf_counter() - started
     motion = {"latent_move": float(torch.cat(moved).mean()), "residual_norm": float(torch.cat(residual).mean()),
@@ -114,7 +124,7 @@ def refine(
     files = {name: str(out_dir / f"{name}.png") for name in ("before", "after", "chains")}
     write_bytes_atomic(out_dir / "before.png", image_grid_png(before[:64]))
     write_bytes_atomic(out_dir / "after.png", image_grid_png(after[:64]))
-    write_bytes_atomic(out_dir / "chains.png", hat_chains_png(frames, method.to_images, RESIDUAL_MAGNIFICATION))
+    write_bytes_atomic(out_dir / "chains.png", hat_chains_png(frames, method.to_images, sorted(keep)))
     save_tensors(out_dir / "samples.safetensors", {"before": before, "after": after},
                  {"kind": "samples", "run": str(ref.run_dir), "steps": steps, "seed": opts.seed,
                   "checkpoint_step": run.step})

@@ -22,6 +22,7 @@ from ebmctl.samplers.langevin import LangevinParams
 from ebmctl.samplers.pool import PoolSchedule
 from ebmctl.samples_file import iter_rows, streaming_tensor_file
 from ebmctl.services.build import data_root, dataset_from, resolve_device
+from ebmctl.services.chain_progress import ChainProgress
 from ebmctl.services.conditioning import Condition, class_condition, instance_condition
 from ebmctl.services.loading import LoadedRun, load_replay_buffer, load_run
 from ebmctl.services.pictures import chain_strip_png, samples_png
@@ -168,12 +169,14 @@ def sample(
     keep_n = min(s["n"], max(GRID_SAMPLES, run.spec.eval.fid_samples if opts.fid else 0))
     kept: list[torch.Tensor] = []
     snapshots: list[torch.Tensor] = []
+    snapshot_steps: list[int] = []
     pool = _pool_schedule(s) if s["schedule"] == "pool" else None
     every = max(1, (pool.rounds if pool else s["steps"]) // opts.snapshots)
 
     def keep(k: int, x: torch.Tensor) -> None:
         if (k + 1) % every == 0 or k == 0:
             snapshots.append(x[:8].detach().cpu().clone())
+            snapshot_steps.append(k + 1)
 
     out_dir = command_dir(ref.run_dir, "sample", opts.out)
     samples_path = out_dir / "samples.safetensors"
@@ -182,24 +185,27 @@ def sample(
     started = time.perf_counter()
     done = 0
     pools = -(-s["n"] // pool.size) if pool else 0
+    batches = -(-s["n"] // opts.batch_size)
     label, total, unit = ((f"sample {s['n']}: {pools} pool(s) x {pool.rounds} rounds", pools * pool.rounds, "round")
-                          if pool else (f"sample {s['n']} x {s['steps']} steps", s["n"], "sample"))
+                          if pool else (f"sample {s['n']} in {batches} batch(es) x {s['steps']} steps",
+                                        batches * s["steps"], "step"))
     pool_steps: list[torch.Tensor] = []
     try:
         with streaming_tensor_file(samples_path, "samples", s["n"], meta) as writer, reporter.progress(
-            label, total, unit=unit
+            label, total, unit=unit, fields=("mean E",)
         ) as bar:
+            steps_of = ChainProgress(bar, pool.rounds if pool else s["steps"], _energy_meter(run, condition, s))
             for p in range(pools):  # the pool schedule: each pool from fresh chains, its first chains returned
                 assert pool is not None
 
                 def on_round(k: int, x: torch.Tensor, p: int = p) -> None:
-                    bar.update(p * pool.rounds + k + 1)
                     if p == 0 and len(x) >= min(8, pool.size):  # snapshots of one size
                         keep(k, x)
 
                 res = run.method.sample_pool(
                     pool, step_size=s["step_size"], noise=s["noise"], init=s["init"], ema=s["ema"],
-                    energy=condition.energy_for(0, pool.size) if condition else None, callback=on_round,
+                    energy=condition.energy_for(0, pool.size) if condition else None,
+                    callback=steps_of.batch(p, then=on_round),
                 )
                 b = min(pool.size, s["n"] - done)
                 x = res.x[:b].detach().cpu()
@@ -211,18 +217,19 @@ def sample(
                 done += b
             while done < s["n"]:
                 b = min(opts.batch_size, s["n"] - done)
+                batch = done // opts.batch_size
                 x = run.method.sample(
                     b, steps=s["steps"], step_size=s["step_size"], noise=s["noise"], init=s["init"],
                     aug_every=s["aug_every"], plain_steps=s["plain_steps"], ema=s["ema"],
                     energy=condition.energy_for(done, b) if condition else None,
-                    callback=keep if done == 0 else None,
+                    callback=steps_of.batch(batch, then=keep if done == 0 else None),
                 ).detach().cpu()
                 writer.write(x)
                 have = sum(len(c) for c in kept)
                 if have < keep_n:
                     kept.append(x[: keep_n - have].clone())
                 done += b
-                bar.update(done)
+                bar.update((batch + 1) * s["steps"])
     except BaseException:
         if opts.out is None:  # the fresh <run>/sample/<timestamp> folder, empty again
             with suppress(OSError):
@@ -242,7 +249,8 @@ def sample(
         reference, _ = ds.get_batch(torch.arange(min(len(ds), 2000)))
     write_bytes_atomic(out_dir / "grid.png", samples_png(first[:GRID_SAMPLES], reference, title=f"{s['n']} samples"))
     if snapshots and first.dim() == 4:
-        write_bytes_atomic(out_dir / "chain.png", chain_strip_png(snapshots))
+        write_bytes_atomic(out_dir / "chain.png", chain_strip_png(snapshots, snapshot_steps,
+                                                                     unit="round" if pool else "step"))
         files["chain"] = str(out_dir / "chain.png")
 
     if condition is not None and condition.reference is not None:
@@ -261,6 +269,19 @@ def sample(
     result = SampleResult(out_dir, s["n"], s["steps"], seconds, files, metrics, s)
     write_json(out_dir / "result.json", {"command": "sample", **result.to_dict()})
     return result
+
+
+def _energy_meter(run: LoadedRun, condition: Condition | None, s: dict[str, Any]) -> Any:
+    """The energy the chains descend, as a function of images (None: the method has no energy to show)."""
+    method = run.method
+    if condition is not None:
+        def conditional(images: torch.Tensor) -> torch.Tensor:
+            return condition.energy_for(0, len(images))(method.to_model(images))
+
+        return conditional
+    if not callable(getattr(method, "energy", None)):
+        return None
+    return lambda images: method.energy(images, ema=s["ema"])
 
 
 def _condition(run: LoadedRun, opts: SampleOptions, s: dict[str, Any], cli_data_root: str | None) -> Condition | None:

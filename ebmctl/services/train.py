@@ -59,13 +59,14 @@ from ebmctl.services.distributed import (
 )
 from ebmctl.services.generators import GENERATOR_CKPT, GeneratorSource, generator_file, resolve_generator
 from ebmctl.services.guard import GuardState, Remedies, negatives_diversity, problem
+from ebmctl.services.loggers import Loggers, check_loggers, open_loggers
 from ebmctl.services.pictures import samples_png, training_curves_png
 from ebmctl.services.reporting import NullReporter, Reporter
 from ebmctl.specs import RunSpec, deep_merge, spec_to_json, validate_spec
 
 # Keys a resume may change: how long to train and how often to write, never what is trained.
-RESUMABLE_KEYS = ("train.steps", "train.log_every", "train.checkpoint_every", "train.sample_every", "data.root",
-                  "data.workers", "data.download", "sample", "eval", "guard")
+RESUMABLE_KEYS = ("train.steps", "train.log_every", "train.checkpoint_every", "train.sample_every", "train.loggers",
+                  "data.root", "data.workers", "data.download", "sample", "eval", "guard")
 
 
 class Interrupted(EbmctlError):
@@ -176,6 +177,8 @@ class Trainer:
         self.reporter = reporter
         self.procs = procs or Processes(device=device)
         check_batches(spec, self.procs.world)
+        check_loggers(spec.train.loggers)
+        self.loggers = Loggers()  # opened by run(): TensorBoard and the like, beside metrics.jsonl
         self.dataset = dataset_from(spec.data, root=data_root(spec.data.root, cli_data_root))
         self.info = self.dataset.info
         self.method = build_method(spec, self.info, device)
@@ -277,20 +280,21 @@ class Trainer:
             reference, _ = self.dataset.get_batch(torch.arange(min(len(self.dataset), 2000)))
         png = samples_png(x[:64].detach().cpu(), reference, title=f"negatives at step {self.step}")
         write_bytes_atomic(self.run_dir / "samples" / f"negatives-{tag}.png", png)
+        self.loggers.images("negatives", self.step, x[:64])
 
     # ------------------------------------------------------------------ loop
 
     def run(self) -> TrainResult:
         spec, tr, procs = self.spec, self.spec.train, self.procs
-        fields = ("loss", "E+", "E-", "gap", "img/s")
+        fields = ("loss", "gap", "E+", "E-", "img/s")  # in the order a narrow terminal keeps them
         started = time.perf_counter()
         window_start, window_images = time.perf_counter(), 0
         if not (self.run_dir / STATE_CKPT).exists():
             self.save()  # step 0: the first good checkpoint a rollback or a resume can return to
+        if procs.main:
+            self.loggers = open_loggers(tr.loggers, self.run_dir, self.step)
         stream = self._batches()
-        with _sigint_flag() as flag, self.reporter.progress(
-            f"train {self.run_dir.name}", tr.steps, unit="step", fields=fields
-        ) as bar:
+        with _sigint_flag() as flag, self.reporter.progress("train", tr.steps, unit="step", fields=fields) as bar:
             bar.update(self.step)
             while self.step < tr.steps:
                 x, labels = next(stream)
@@ -316,6 +320,7 @@ class Trainer:
                               "elapsed_s": now - started}
                     if procs.main:
                         append_metrics(self.run_dir, record)
+                        self.loggers.scalars(record)
                     self.window.reset()
                     window_start, window_images = now, 0
                     bar.update(self.step, **{"loss": record.get("loss"), "E+": record.get("e_pos"), "E-": record.get("e_neg"),
@@ -335,6 +340,7 @@ class Trainer:
         if not procs.main:
             return TrainResult(self.run_dir, "completed", self.step, tr.steps, time.perf_counter() - started)
         self.write_negatives("final")
+        self.loggers.close()
         update_run_json(self.run_dir, status="completed", step=self.step)
         last = [r for r in read_metrics(self.run_dir) if "event" not in r]
         final = {k: v for k, v in (last[-1] if last else {}).items() if k != "step"}
@@ -369,6 +375,7 @@ class Trainer:
         self.save()
         if self.procs.main:
             append_metrics(self.run_dir, {"step": self.step, **event})
+            self.loggers.event({"step": self.step, **event})
             update_run_json(self.run_dir, rollbacks=state.rollbacks, guard_events=state.events)
         remedy = [f"learning rates x{state.lr_scale:g}"]
         if guard.step_size_factor != 1.0 and event["step_size"] is not None:

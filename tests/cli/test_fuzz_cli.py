@@ -281,6 +281,12 @@ def bad_values(path: str, info: FieldInfo, current: Any) -> st.SearchStrategy[An
         else:
             options.append(st.just([]))
         return st.one_of(*options)
+    if typing.get_origin(kind) is list:  # a list of choices (train.loggers)
+        (elem,) = typing.get_args(kind)
+        choices = set(map(str, typing.get_args(elem)))
+        unknown = BAD_WORD.filter(lambda w: w not in choices)
+        return st.one_of(st.lists(unknown, min_size=1, max_size=3), unknown, st.integers(-5, 5),
+                         st.dictionaries(WORD, st.integers(), min_size=1, max_size=2))
     if kind is str:
         numbers = st.sampled_from([3, -1.5, math.nan, True])
         if path in NAMES_OF:

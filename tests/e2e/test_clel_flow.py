@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -190,3 +191,30 @@ def test_latent_features_on_an_icd_run_are_capability_errors(runs, cli):
     _fails(cli("--quiet", "sample", "--run", icd, "--n", "2", "--steps", "1", "--beta", "0.5"), 2, "--beta")
     doc = _ok(cli("--json", "ood", "--run", icd, "--in", "shapes32", "--out", "textures", "--n", "8"))
     assert [r["score"] for r in doc["results"]] == ["energy"]
+
+
+def test_the_first_compose_says_what_it_trains_how_long_and_how_to_skip_it(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("EBMCTL_CACHE", str(tmp_path / "own-cache"))
+    trained = cli("--quiet", "train", "--preset", "clel-shapes", *TINY, "--set", "eval.attribute_judge_steps=30")
+    assert trained.code == 0, trained.err
+    first = cli("--progress-every", "0.01", "compose", "--attrs", "circle", "--n", "2", "--steps", "1",
+                "--no-baseline")
+    assert first.code == 0, first.err
+    err = " ".join(first.err.split())
+    assert "first the attribute judge of shapes32 is trained, once (then cached in " in err
+    assert "a small CNN, 30 steps on" in err and "Add --no-judge to skip judging." in err
+    assert "the samples are already in " in err and "grid.png" in err
+    assert re.search(r"training the judge takes about \d+ (s|min) on this device \(cpu, ", err), err
+    judge_lines = [line for line in first.err.splitlines() if line.startswith("attribute judge for shapes32: ")]
+    assert judge_lines and "30/30 steps (100%)" in judge_lines[-1] and "loss " in judge_lines[-1]
+    assert "abstained on " in " ".join(first.out.split())
+
+    again = cli("compose", "--attrs", "circle", "--n", "2", "--steps", "1", "--no-baseline")
+    assert again.code == 0 and "first the attribute judge" not in again.err
+
+    skipped = cli("compose", "--attrs", "circle", "--n", "2", "--steps", "1", "--no-baseline", "--no-judge")
+    assert skipped.code == 0, skipped.err
+    out = " ".join(skipped.out.split())
+    assert "judge │ skipped (--no-judge)" in out and "grid.png" in out and "attribute │ wanted" not in out
+    doc = _ok(cli("--json", "compose", "--attrs", "circle", "--n", "2", "--steps", "1", "--no-judge"))
+    assert doc["judge"] == "skipped (--no-judge)" and doc["results"] == []

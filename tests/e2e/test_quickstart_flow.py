@@ -140,3 +140,14 @@ def test_sample_in_bf16_and_refuse_unknown_precision(trained, cli):
     assert meta["settings"]["precision"] == "bf16" and tensors["samples"].dtype == torch.float32
     bad = cli("--runs-dir", str(runs), "sample", "--steps", "3", "--n", "4", "--precision", "fp16", runs_dir=False)
     assert bad.code == 2 and "fp32, bf16" in bad.err and "Traceback" not in bad.err
+
+
+def test_sample_reports_steps_within_a_batch_with_the_mean_energy(trained, cli):
+    runs, _ = trained
+    result = cli("--runs-dir", str(runs), "--progress-every", "0.01", "sample", "--steps", "40", "--n", "4",
+                 runs_dir=False)
+    assert result.code == 0, result.err
+    lines = [line for line in result.err.splitlines() if line.startswith("sample 4 in 1 batch(es) x 40 steps: ")]
+    assert lines[0].split(": ", 1)[1].startswith("1/40 steps"), lines
+    assert lines[-1].split(": ", 1)[1].startswith("40/40 steps (100%)") and "mean E " in lines[-1]
+    assert "eta 0:00:00" in lines[-1]

@@ -279,3 +279,37 @@ def test_resnet18_trains_on_celeba_fixture(tmp_path):
     rows = attribute_report(loaded, x, wanted)
     assert [r["name"] for r in rows] == ["Male", "Smiling", "all"]
     assert all(r["fraction"] in (0.0, 0.5, 1.0) for r in rows)
+
+
+def test_the_judge_abstains_on_pure_noise_and_reports_the_abstentions(shapes_judge, shapes_test):
+    wanted = resolve_attributes(["circle"], shapes_test.info.attribute_names)
+    noise = torch.rand(64, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    assert shapes_judge.predict(noise)[:, wanted[0][1]].float().mean() > 0.5, "the judge's sigmoid alone says circle"
+    circle, everything = attribute_report(shapes_judge, noise, wanted)
+    assert circle["fraction"] == 0.0 and circle["abstained"] == 64 and circle["samples"] == 64
+    assert circle["fraction_of_judged"] is None and everything["abstained"] == 64
+    assert attribute_rates(shapes_judge, noise)["circle"] == 0.0
+
+    real, _ = shapes_test.get_batch(torch.arange(500))
+    circle, _ = attribute_report(shapes_judge, real, wanted)
+    truth = shapes_test.attributes()[:500, wanted[0][1]].float().mean().item()
+    assert circle["abstained"] <= 5 and circle["fraction"] == pytest.approx(truth, abs=0.02)
+    meta = shapes_judge.meta
+    assert meta["recognition_threshold"] > 0 and meta["recognition_reference"] == "held-out"
+
+
+def test_a_judge_cached_before_abstaining_is_calibrated_not_retrained(tmp_path, shapes_train):
+    from ebmctl.checkpoints import load_tensors
+
+    data = _subset(shapes_train, 300)
+    path = tmp_path / "attributes.safetensors"
+    judge, trained = load_or_train_attribute_judge(path, data, steps=3, batch_size=16)
+    tensors, meta = load_tensors(path)
+    tensors.pop("reference_features")
+    meta = {k: v for k, v in meta.items() if not k.startswith("recognition")}
+    save_tensors(path, tensors, meta)  # as written before judges abstained
+    old = load_attribute_judge(path)
+    assert old.recognition_threshold is None and bool(old.recognises(torch.rand(2, 3, 32, 32)).all())
+    again, trained = load_or_train_attribute_judge(path, data, steps=3, batch_size=16)
+    assert not trained and again.recognition_threshold == pytest.approx(judge.recognition_threshold)
+    assert load_attribute_judge(path).recognition_threshold == pytest.approx(judge.recognition_threshold)
