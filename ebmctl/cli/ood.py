@@ -70,7 +70,7 @@ def _check_sets(option: str, texts: list[str], split: str) -> None:
 
     for text in texts:
         head, colon, rest = text.partition(":")
-        if colon and head in dataset_names() and not rest.isdigit():
+        if colon and head in dataset_names():
             raise UsageError(f"{option} {text}: classes of a dataset follow '{CLASS_MARK}' (':' addresses one "
                              f"image, as in sample --like {head}:12)", f"write {option} {head}{CLASS_MARK}{rest}")
     check_datasets(option, [t.partition(CLASS_MARK)[0] for t in texts], split)
