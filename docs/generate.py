@@ -76,7 +76,8 @@ def _fields_table(model: type[BaseModel], prefix: str) -> list[str]:
         if name == "name":
             continue
         default = field.default if field.default_factory is None else "(section)"
-        lines.append(f"| `{prefix}{name}` | {_type_name(field.annotation)} | `{default}` | "
+        kind = _type_name(field.annotation).replace("|", "\\|")  # a union's bar would end the table cell
+        lines.append(f"| `{prefix}{name}` | {kind} | `{default}` | "
                      f"{(field.description or '').replace('|', '/')} |")
     return lines
 

@@ -14,7 +14,7 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ebmctl.errors import SpecError
 
@@ -43,6 +43,25 @@ class DataSpec(Section):
         True, description="Map uint8 pixels to (v + U[0,1)) / 256 as the released IGEBM/ICD code does."
     )
     workers: int = Field(0, ge=0, le=64, description="DataLoader worker processes (0: load in the main process).")
+    classes: tuple[str | int, ...] | None = Field(
+        None, description="Keep only these classes of a labelled dataset, by name or index (None: all); labels keep "
+        "their indices. Training, probe, sample --class, compose and the FID reference see these classes only, the "
+        "class and attribute judges all of them; `ebmctl ood --in` the dataset tests on them (docs/datasets.md)."
+    )
+
+    @field_validator("classes", mode="before")
+    @classmethod
+    def _class_items(cls, value: Any) -> Any:
+        # pydantic would turn true into 1 and 1.0 into 1: a class is named by a string or an integer only
+        if isinstance(value, list | tuple):
+            if not value:
+                raise ValueError("classes lists at least one class (none keeps every class)")
+            bad = [v for v in value if isinstance(v, bool) or not isinstance(v, str | int)]
+            if bad:
+                raise ValueError(f"a class is a name or an index, not {json.dumps(bad[0])}")
+            if any(isinstance(v, int) and v < 0 for v in value):
+                raise ValueError("class indices are at least 0")
+        return value
 
 
 # ----------------------------------------------------------------------------------------------- nets
@@ -877,7 +896,8 @@ def _expected(field: Any) -> str | None:
         text = "one of " + ", ".join(str(c) for c in typing.get_args(kind))
     elif typing.get_origin(kind) is tuple:
         items = typing.get_args(kind)
-        what = "integers" if items and items[0] is int else "finite numbers"
+        what = ("integers" if items and items[0] is int else "finite numbers" if items and items[0] is float
+                else "names or integers")
         text = f"a list of {what}" if Ellipsis in items else f"a list of {len(items)} {what}"
     elif typing.get_origin(kind) is list and typing.get_origin(typing.get_args(kind)[0]) is Literal:
         choices = ", ".join(f'"{c}"' for c in typing.get_args(typing.get_args(kind)[0]))

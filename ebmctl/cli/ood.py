@@ -19,6 +19,7 @@ HELP = "Out-of-distribution detection: AUROC, AUPR-in/out and FPR@95%TPR of a ru
 EPILOG = examples(
     "ebmctl ood --in cifar10 --out svhn",
     "ebmctl ood --in shapes32 --out textures,photos --score energy,grad_norm",
+    "ebmctl ood --in shapes32 --out shapes32@diamond,textures",
     "ebmctl ood --in cifar10 --out svhn --score energy,joint --beta 0.1",
     "ebmctl ood --in digits --out textures --score energy,grad_norm,latent_nn",
     "ebmctl --json ood --run runs/icd-cifar10-20260101-120000 --in cifar10 --out svhn,cifar100,dtd --n 2000",
@@ -27,8 +28,12 @@ EPILOG = examples(
 
 def ood(
     ctx: typer.Context,
-    in_name: Annotated[str | None, typer.Option("--in", help="In-distribution dataset (its test split).")] = None,
-    out_names: Annotated[str | None, typer.Option("--out", help="OOD datasets, comma-separated.")] = None,
+    in_name: Annotated[str | None, typer.Option("--in", help="In-distribution dataset (its test split); the run's "
+                                                 "own dataset means the classes it was trained on (data.classes), "
+                                                 "DATASET@A+B names classes.")] = None,
+    out_names: Annotated[str | None, typer.Option("--out", help="OOD datasets, comma-separated; DATASET@A+B keeps "
+                                                  "classes A and B (e.g. a class held out in training: "
+                                                  "shapes32@diamond).")] = None,
     run: Annotated[str, typer.Option("--run", "-r", help="Run directory, model checkpoint, or latest.")] = "latest",
     score: Annotated[str | None, typer.Option(
         "--score", help="Scores, comma-separated: energy, grad_norm (CEBM's gradient mass), joint (clel's eq. "
@@ -46,8 +51,8 @@ def ood(
     opts = options(ctx)
     if not in_name or not out_names:
         raise UsageError("ood needs --in and --out", "e.g. ebmctl ood --in cifar10 --out svhn")
-    check_datasets("--in", [in_name], split)
-    check_datasets("--out", split_list(out_names), split)
+    _check_sets("--in", [in_name], split)
+    _check_sets("--out", split_list(out_names), split)
     check_number("--beta", beta, minimum=0)
     oopts = OodOptions(in_name=in_name, out_names=split_list(out_names), scores=split_list(score) or None,
                        n=n, batch_size=batch_size, ema=not no_ema, split=split, out=out_dir, beta=beta)
@@ -57,6 +62,19 @@ def ood(
     result = run_ood(ref, oopts, device=opts.device, cli_data_root=opts.data_root,
                      reporter=opts.reporter())
     emit(opts, result.to_dict(), _table(result))
+
+
+def _check_sets(option: str, texts: list[str], split: str) -> None:
+    """Known datasets with the split, classes written DATASET@CLASS (a ':' there is taken for a slip)."""
+    from ebmctl.data.classes import CLASS_MARK
+    from ebmctl.data.registry import dataset_names
+
+    for text in texts:
+        head, colon, rest = text.partition(":")
+        if colon and head in dataset_names():
+            raise UsageError(f"{option} {text}: classes of a dataset follow '{CLASS_MARK}' (':' addresses one "
+                             f"image, as in sample --like {head}:12)", f"write {option} {head}{CLASS_MARK}{rest}")
+    check_datasets(option, [t.partition(CLASS_MARK)[0] for t in texts], split)
 
 
 def _table(result: OodResult) -> Group:

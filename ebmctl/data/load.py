@@ -6,10 +6,11 @@ import dataclasses
 import difflib
 import functools
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ebmctl.data.base import DataRequest, EbmDataset
+from ebmctl.data.classes import select_classes
 from ebmctl.data.real.guard import dataset_dir, missing_files, reading, require_files
 from ebmctl.data.registry import DatasetEntry, dataset_entry
 from ebmctl.errors import DataError, SpecError
@@ -25,12 +26,19 @@ def load_dataset(
     verify_checksums: bool = True,
     download: bool = False,
     seed: int = 0,
+    classes: Sequence[str | int] | None = None,
 ) -> EbmDataset:
     """Load a split of a dataset, resized to ``image_size`` and converted to ``channels`` (None: native).
 
     Embedded datasets are generated from ``seed`` (train and test from different streams) and cached for the
-    process; real ones are read from ``root`` and never downloaded unless ``download`` is true.
+    process; real ones are read from ``root`` and never downloaded unless ``download`` is true. ``classes``
+    (names or indices) keeps the items of those classes only, with their labels unchanged.
     """
+    return select_classes(_load(name, root, split, image_size, channels, verify_checksums, download, seed), classes)
+
+
+def _load(name: str, root: str | Path | None, split: str, image_size: int | None, channels: int | None,
+          verify_checksums: bool, download: bool, seed: int) -> EbmDataset:
     entry = dataset_entry(name)
     _check_split(entry, split)
     request = _request(entry, split, image_size, channels, seed)

@@ -89,7 +89,13 @@ def dataset_from(data: DataSpec, *, split: str | None = None, root: Path | None 
         channels=channels if channels is not None else data.channels,
         verify_checksums=data.verify_checksums,
         download=data.download,
+        classes=data.classes,
     )
+
+
+def every_class(data: DataSpec) -> DataSpec:
+    """``data`` with all of its classes: what the cached judges of a dataset are trained and tested on."""
+    return data if data.classes is None else data.model_copy(update={"classes": None})
 
 
 def net_kwargs(spec: RunSpec, info: DataInfo) -> dict[str, Any]:

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from ebmctl.checkpoints import save_tensors, write_bytes_atomic
+from ebmctl.data.classes import class_name
 from ebmctl.data.views import find_attribute
 from ebmctl.errors import CapabilityError, DataError, EbmctlError, UsageError
 from ebmctl.runs import command_dir, out_path, resolve_run, write_json
@@ -30,7 +31,7 @@ from ebmctl.samplers.composition import compose as compose_energies
 from ebmctl.samplers.langevin import frozen
 from ebmctl.services.build import condition_of, resolve_device
 from ebmctl.services.chain_progress import ChainProgress
-from ebmctl.services.conditioning import class_index, examples_latent, run_dataset
+from ebmctl.services.conditioning import examples_latent, run_dataset, trained_class
 from ebmctl.services.loading import LoadedRun, load_run
 from ebmctl.services.pictures import samples_png
 from ebmctl.services.reporting import NullReporter, Reporter
@@ -228,8 +229,8 @@ def _runs_plan(opts: ComposeOptions, runs_root: Path, device: torch.device) -> _
             if label is None:
                 raise UsageError(f"run {run.ref.run_dir.name} is class-conditional: say which class",
                                  f"write {ref}@CLASS, e.g. {ref}@{(run.info.class_names or ('0',))[0]}")
-            y = class_index(run.info.class_names, run.info.num_classes, label)
-            concept = Concept(run.info.class_names[y] if run.info.class_names else str(y), not negated)
+            y = trained_class(run, label)
+            concept = Concept(class_name(run.info, y), not negated)
         else:
             if label not in (None, "0", "1"):
                 raise UsageError(f"run {run.ref.run_dir.name} is conditioned on {condition}: its labels are 1 "
@@ -296,9 +297,9 @@ def attribute_judge(run: LoadedRun, cli_data_root: str | None, device: torch.dev
     info = run.info
     arch = default_architecture(info)
     steps = run.spec.eval.attribute_judge_steps or default_steps(info)
-    train = run_dataset(run, run.spec.data.split, cli_data_root)
+    train = run_dataset(run, run.spec.data.split, cli_data_root, all_classes=True)
     try:
-        test = run_dataset(run, "test", cli_data_root)
+        test = run_dataset(run, "test", cli_data_root, all_classes=True)
     except EbmctlError:  # a dataset without a test split: judge on training data only
         test = None
     shape = "x".join(str(v) for v in info.shape)

@@ -16,8 +16,9 @@ import torch
 from torch import Tensor
 
 from ebmctl.data import EbmDataset, to_float
+from ebmctl.data.classes import class_indices, class_name
 from ebmctl.errors import CapabilityError, DataError, UsageError
-from ebmctl.services.build import condition_of, data_root, dataset_from
+from ebmctl.services.build import condition_of, data_root, dataset_from, every_class
 from ebmctl.services.loading import LoadedRun
 from ebmctl.specs import DataSpec
 
@@ -35,11 +36,13 @@ class Condition:
     reference: Tensor | None = None
 
 
-def run_dataset(run: LoadedRun, split: str, cli_data_root: str | None) -> EbmDataset:
-    """The run's dataset at the run's image size and channels."""
+def run_dataset(run: LoadedRun, split: str, cli_data_root: str | None, *, all_classes: bool = False) -> EbmDataset:
+    """The run's dataset at the run's image size and channels: the classes it was trained on (``data.classes``),
+    or with ``all_classes`` every class (what the cached judges of the dataset see)."""
     shape = run.info.shape
     root = data_root(run.spec.data.root, cli_data_root)
-    return dataset_from(run.spec.data, split=split, root=root, image_size=shape[-1], channels=shape[0])
+    data = every_class(run.spec.data) if all_classes else run.spec.data
+    return dataset_from(data, split=split, root=root, image_size=shape[-1], channels=shape[0])
 
 
 def seeded_subset(indices: Tensor, k: int, seed: int = 0) -> Tensor:
@@ -70,6 +73,23 @@ def class_index(info_names: tuple[str, ...], num_classes: int, label: str) -> in
     raise UsageError(f"unknown class {label!r}", f"choose one of: {shown}")
 
 
+def trained_classes(run: LoadedRun) -> tuple[int, ...] | None:
+    """The indices of the classes the run was trained on (``data.classes``); None: all of them."""
+    return None if run.spec.data.classes is None else class_indices(run.info, run.spec.data.classes)
+
+
+def trained_class(run: LoadedRun, label: str) -> int:
+    """A class given by name or index that the run was trained on."""
+    info = run.info
+    k = class_index(info.class_names, info.num_classes, label)
+    kept = trained_classes(run)
+    if kept is not None and k not in kept:
+        names = ", ".join(class_name(info, c) for c in kept)
+        raise UsageError(f"run {run.ref.run_dir.name} was trained without class {class_name(info, k)!r} "
+                         f"(data.classes: {names})", f"choose one of: {names}")
+    return k
+
+
 def class_condition(run: LoadedRun, label: str, cli_data_root: str | None, ema: bool = True,
                     beta: float | None = None) -> Condition:
     """Sample class ``label``: CLEL's class latent (the normalised sum of the encoder's latents of that class's
@@ -77,8 +97,8 @@ def class_condition(run: LoadedRun, label: str, cli_data_root: str | None, ema: 
     info = run.info
     if info.num_classes < 2:
         raise UsageError(f"{info.name} has no class labels", "use --like IMAGE, or `ebmctl compose --attrs`")
-    k = class_index(info.class_names, info.num_classes, label)
-    name = info.class_names[k] if info.class_names else str(k)
+    k = trained_class(run, label)
+    name = class_name(info, k)
     method = run.method
     if "latents" in method.CAPABILITIES:
         ds = run_dataset(run, run.spec.data.split, cli_data_root)

@@ -16,8 +16,8 @@ from ebmctl.errors import CapabilityError, SpecError, UsageError
 from ebmctl.runs import RunRef, command_dir, write_json
 from ebmctl.services.build import data_root, dataset_from, resolve_device
 from ebmctl.services.loading import load_run
+from ebmctl.services.ood_sets import ScoredSet, ood_sets
 from ebmctl.services.reporting import NullReporter, Reporter
-from ebmctl.specs import DataSpec
 
 SCORES = ("energy", "grad_norm", "joint", "latent_nn")
 NN_REFERENCES = 10_000  # training images whose representations the latent_nn score compares with
@@ -45,9 +45,10 @@ class OodResult:
     counts: dict[str, int]
     seconds: float
     files: dict[str, str]
+    sets: list[dict[str, Any]]  # label, dataset, classes (None: all), split and n of the in-set, then each out-set
 
     def to_dict(self) -> dict[str, Any]:
-        return {"out": str(self.out_dir), "convention": self.convention, "results": self.rows,
+        return {"out": str(self.out_dir), "convention": self.convention, "results": self.rows, "sets": self.sets,
                 "counts": self.counts, "seconds": round(self.seconds, 2), "files": self.files}
 
 
@@ -96,31 +97,32 @@ def ood(
         raise UsageError(f"the joint score (and --beta) needs latent variables; {run.spec.method.name} has none",
                          "use --score energy,grad_norm, or a clel run")
     root = data_root(run.spec.data.root, cli_data_root)
-    shape = run.info.shape
     started = time.perf_counter()
+    verify = opts.verify_checksums and run.spec.data.verify_checksums
+    in_set, out_sets = ood_sets(run, opts.in_name, opts.out_names, split=opts.split, root=root, verify=verify)
     scores: dict[str, dict[str, np.ndarray]] = {}
     counts: dict[str, int] = {}
     references = None
     if "latent_nn" in opts.scores:
-        references = _reference_latents(run, opts, root, torch_device, reporter)
-    for name in [opts.in_name, *opts.out_names]:
-        data = DataSpec(name=name, verify_checksums=opts.verify_checksums and run.spec.data.verify_checksums)
-        ds = dataset_from(data, split=opts.split, root=root, image_size=shape[-1], channels=shape[0])
+        references = _reference_latents(run, in_set, opts, root, torch_device, reporter)
+    for s in [in_set, *out_sets]:
+        ds = s.dataset
         n = len(ds) if opts.n is None else min(opts.n, len(ds))
         idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(0))[:n]
-        scores[name] = _score_set(run.method, ds, idx, opts, torch_device, reporter, name, references)
-        counts[name] = n
+        scores[s.key] = _score_set(run.method, ds, idx, opts, torch_device, reporter, s.label, references)
+        counts[s.label] = n
     rows = []
-    for out_name in opts.out_names:
+    for out_set in out_sets:
         for score in opts.scores:
-            m = ood_metrics(scores[opts.in_name][score], scores[out_name][score])
-            rows.append({"in": opts.in_name, "out": out_name, "score": score, **m})
+            m = ood_metrics(scores[in_set.key][score], scores[out_set.key][score])
+            rows.append({"in": in_set.label, "out": out_set.label, "score": score, **m})
+    labels = {s.key: s.label for s in [in_set, *out_sets]}
     out_dir = command_dir(ref.run_dir, "ood", opts.out)
     files = {}
     for score in opts.scores:
-        hist = score_histogram_png({k: v[score] for k, v in scores.items()}, f"{score} ({SIGN_CONVENTION})")
-        roc = roc_png({o: (scores[opts.in_name][score], scores[o][score]) for o in opts.out_names},
-                      f"ROC, {score}, in = {opts.in_name}")
+        hist = score_histogram_png({labels[k]: v[score] for k, v in scores.items()}, f"{score} ({SIGN_CONVENTION})")
+        roc = roc_png({o.label: (scores[in_set.key][score], scores[o.key][score]) for o in out_sets},
+                      f"ROC, {score}, in = {in_set.label}")
         for kind, png in (("hist", hist), ("roc", roc)):
             path = out_dir / f"{kind}-{score}.png"
             write_bytes_atomic(path, png)
@@ -133,20 +135,20 @@ def ood(
 
     write_with(out_dir / "scores.npz", save_npz)
     files["scores"] = str(out_dir / "scores.npz")
-    result = OodResult(out_dir, SIGN_CONVENTION, rows, counts, time.perf_counter() - started, files)
+    sets = [s.describe(opts.split, counts[s.label]) for s in [in_set, *out_sets]]
+    result = OodResult(out_dir, SIGN_CONVENTION, rows, counts, time.perf_counter() - started, files, sets)
     write_json(out_dir / "result.json", {"command": "ood", "run": str(ref.run_dir), **result.to_dict()})
     return result
 
 
-def _reference_latents(run: Any, opts: OodOptions, root: Path | None, device: torch.device,
+def _reference_latents(run: Any, in_set: ScoredSet, opts: OodOptions, root: Path | None, device: torch.device,
                        reporter: Reporter) -> torch.Tensor:
     """Representations of up to NN_REFERENCES training images of the in-distribution set."""
     shape = run.info.shape
-    data = DataSpec(name=opts.in_name, verify_checksums=opts.verify_checksums and run.spec.data.verify_checksums)
-    ds = dataset_from(data, split="train", root=root, image_size=shape[-1], channels=shape[0])
+    ds = dataset_from(in_set.data, split="train", root=root, image_size=shape[-1], channels=shape[0])
     idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(1))[:NN_REFERENCES]
     parts = []
-    with reporter.progress(f"latents of {opts.in_name} train", len(idx), unit="image") as bar:
+    with reporter.progress(f"latents of {in_set.label} train", len(idx), unit="image") as bar:
         for chunk in idx.split(opts.batch_size):
             x = to_float(ds.get_batch(chunk)[0], dequantize=False).to(device)
             parts.append(run.method.representation(x, ema=opts.ema).flatten(1).double().cpu())

@@ -135,7 +135,8 @@ def probe(
     counts: dict[str, dict[str, int]] = {}
     files: dict[str, str] = {}
     for name in names:
-        sets, names_of_classes, held_out = _load_sets(run, name, opts, cli_data_root)
+        sets, names_of_classes, held_out, kept = _load_sets(run, name, opts, cli_data_root)
+        label = f"{name} ({', '.join(kept)})" if kept else name
         counts[name] = {"train": len(sets["train"][1]), "test": len(sets["test"][1])}
         kinds = ["model", "pixels"] if opts.pixels else ["model"]
         for kind in kinds:
@@ -143,7 +144,7 @@ def probe(
                      for split, (x, _) in sets.items()}
             (tr_x, tr_y), (te_x, te_y) = (feats["train"], sets["train"][1]), (feats["test"], sets["test"][1])
             base = {"dataset": name, "features": kind, "protocol": protocol.name, "split": held_out,
-                    "dim": int(tr_x.shape[1])}
+                    "dim": int(tr_x.shape[1]), **({"classes": kept} if kept else {})}
             with reporter.progress(f"linear probe ({protocol.name}), {kind} features of {name}", len(opts.shots),
                                    unit="shot") as bar:
                 for i, shots in enumerate(opts.shots):
@@ -155,12 +156,14 @@ def probe(
                 acc = protocol.fit_knn(tr_x, tr_y, te_x, te_y, opts.knn)
                 rows.append({**base, "probe": f"knn{opts.knn}", "shots": "full", "mean": acc, "std": 0.0, "runs": 1,
                              "accuracies": [acc]})
-            num_classes = max(int(tr_y.max()), int(te_y.max())) + 1
-            matrix = nearest_neighbour_confusion(tr_x, tr_y, te_x, te_y, num_classes)
-            class_names = names_of_classes if len(names_of_classes) == num_classes else None
+            # the confusion matrix covers the labels present (data.classes may leave some out)
+            present, dense = np.unique(np.concatenate([tr_y, te_y]), return_inverse=True)
+            matrix = nearest_neighbour_confusion(tr_x, dense[: len(tr_y)], te_x, dense[len(tr_y):], len(present))
+            class_names = ([names_of_classes[k] for k in present] if len(names_of_classes) > present[-1]
+                           else None)
             pictures[f"confusion-{name}-{kind}"] = confusion_png(matrix, class_names,
-                                                                 f"1-NN confusion, {kind} features, {name}")
-            rows.append({**base, "probe": "1nn", "shots": "full", "mean": float(np.trace(matrix) / num_classes),
+                                                                 f"1-NN confusion, {kind} features, {label}")
+            rows.append({**base, "probe": "1nn", "shots": "full", "mean": float(np.trace(matrix) / len(present)),
                          "std": 0.0, "runs": 1, "accuracies": [], "note": "mean per-class recall"})
     out_dir = command_dir(ref.run_dir, "probe", opts.out)  # only once everything is computed
     for key, png in pictures.items():
@@ -172,11 +175,12 @@ def probe(
 
 
 def _load_sets(run: LoadedRun, name: str, opts: ProbeOptions,
-               cli_data_root: str | None) -> tuple[dict[str, Any], list[str], str]:
+               cli_data_root: str | None) -> tuple[dict[str, Any], list[str], str, list[str]]:
     """Train and held-out images of ``name`` at the run's image shape, with integer class labels.
 
     The held-out images (key ``test``) come from ``opts.split`` (for the first dataset only; a transfer dataset
-    is always scored on its evaluation split), else the dataset's evaluation split, whose name comes third."""
+    is always scored on its evaluation split), else the dataset's evaluation split, whose name comes third.
+    Fourth come the classes kept (the run's data.classes on its own dataset; empty: all)."""
     root = data_root(run.spec.data.root, cli_data_root)
     shape = run.info.shape
     out: dict[str, Any] = {}
@@ -185,8 +189,10 @@ def _load_sets(run: LoadedRun, name: str, opts: ProbeOptions,
     if opts.split is not None and name == (opts.dataset or run.spec.data.name):
         _check_split(name, opts.split)
         held_out = opts.split
+    # the run's own dataset is probed on the classes the run was trained on
+    classes = run.spec.data.classes if name == run.spec.data.name else None
     for split, cap in (("train", opts.train_n), (held_out, opts.test_n)):
-        data = DataSpec(name=name, verify_checksums=run.spec.data.verify_checksums)
+        data = DataSpec(name=name, verify_checksums=run.spec.data.verify_checksums, classes=classes)
         ds = dataset_from(data, split=split, root=root, image_size=shape[-1], channels=shape[0])
         if ds.info.num_classes < 2:
             raise UsageError(f"{name} has no class labels to probe with", "pick a labelled dataset, e.g. digits")
@@ -195,7 +201,7 @@ def _load_sets(run: LoadedRun, name: str, opts: ProbeOptions,
         x, y = ds.get_batch(idx)
         out["train" if split == "train" else "test"] = (x, np.asarray(y, dtype=np.int64).reshape(-1))
         class_names = list(ds.info.class_names)
-    return out, class_names, held_out
+    return out, class_names, held_out, list(ds.info.extra.get("classes", []))
 
 
 def _check_split(name: str, split: str) -> None:

@@ -14,6 +14,7 @@ import torch
 
 from ebmctl.checkpoints import write_bytes_atomic
 from ebmctl.data import to_float
+from ebmctl.data.classes import set_label
 from ebmctl.data.registry import dataset_entry, dataset_names
 from ebmctl.errors import CapabilityError, SpecError, UsageError
 from ebmctl.runs import RunRef, command_dir, write_json
@@ -21,12 +22,13 @@ from ebmctl.samplers.fastpath import PRECISIONS
 from ebmctl.samplers.langevin import LangevinParams
 from ebmctl.samplers.pool import PoolSchedule
 from ebmctl.samples_file import iter_rows, streaming_tensor_file
-from ebmctl.services.build import data_root, dataset_from, resolve_device
+from ebmctl.services.build import data_root, dataset_from, every_class, resolve_device
 from ebmctl.services.chain_progress import ChainProgress
 from ebmctl.services.conditioning import Condition, class_condition, instance_condition
 from ebmctl.services.loading import LoadedRun, load_replay_buffer, load_run
 from ebmctl.services.pictures import chain_strip_png, samples_png
 from ebmctl.services.reporting import NullReporter, Reporter
+from ebmctl.specs import DataSpec
 
 GRID_SAMPLES = 100  # the samples grid.png shows
 
@@ -305,8 +307,9 @@ def class_judge(run: LoadedRun, *, cli_data_root: str | None, device: torch.devi
     spec = run.spec
     root = data_root(spec.data.root, cli_data_root)
     shape = run.info.shape
-    test = _reference_split(spec, root, shape)
-    train_ds = dataset_from(spec.data, root=root, split=spec.data.split, image_size=shape[-1], channels=shape[0])
+    data = every_class(spec.data)  # the judge is the dataset's, shared by every run on it through the cache
+    test = _reference_split(data, root, shape)
+    train_ds = dataset_from(data, root=root, split=data.split, image_size=shape[-1], channels=shape[0])
     path = cache_dir() / "judges" / f"{spec.data.name}-{shape[0]}x{shape[1]}x{shape[2]}.safetensors"
     with reporter.progress(f"judge for {spec.data.name}", spec.eval.judge_steps) as bar:
         judge, trained = load_or_train_judge(
@@ -350,8 +353,8 @@ def fid_metrics(
     if weights is None or ref.info.num_classes > 0:
         judge = class_judge(run, cli_data_root=cli_data_root, device=device, reporter=reporter)
         out.update(judge_report(judge, samples, device))
-    reporter.info(f"computing FID/KID/PR on {n} samples vs {len(reference)} {spec.data.name} {split} images")
-    out["fid_reference"] = f"{spec.data.name} {split}, {len(reference)} images"
+    reporter.info(f"computing FID/KID/PR on {n} samples vs {len(reference)} {set_label(ref.info)} {split} images")
+    out["fid_reference"] = f"{set_label(ref.info)} {split}, {len(reference)} images"
     metrics = image_metrics(samples, reference, judge=None if weights else judge, inception_weights=weights)
     out.update(metrics)
     return out
@@ -372,11 +375,11 @@ def _fid_reference(spec: Any, root: Path | None, shape: tuple[int, ...]) -> tupl
     return dataset_from(spec.data, root=root, split=fallback, image_size=shape[-1], channels=shape[0]), fallback
 
 
-def _reference_split(spec: Any, root: Path | None, shape: tuple[int, ...]):
+def _reference_split(data: DataSpec, root: Path | None, shape: tuple[int, ...]):
     try:
-        return dataset_from(spec.data, root=root, split="test", image_size=shape[-1], channels=shape[0])
+        return dataset_from(data, root=root, split="test", image_size=shape[-1], channels=shape[0])
     except SpecError:
-        return dataset_from(spec.data, root=root, split=spec.data.split, image_size=shape[-1], channels=shape[0])
+        return dataset_from(data, root=root, split=data.split, image_size=shape[-1], channels=shape[0])
 
 
 def judge_report(judge: Any, samples: torch.Tensor, device: torch.device, threshold: float = 0.9) -> dict[str, Any]:
