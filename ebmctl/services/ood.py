@@ -13,7 +13,7 @@ import torch
 from ebmctl.checkpoints import write_bytes_atomic, write_with
 from ebmctl.data import to_float
 from ebmctl.errors import CapabilityError, SpecError, UsageError
-from ebmctl.runs import RunRef, command_dir, write_json
+from ebmctl.runs import RunRef, command_dir, output_base, write_json
 from ebmctl.services.build import data_root, dataset_from, resolve_device
 from ebmctl.services.loading import load_run
 from ebmctl.services.reporting import NullReporter, Reporter
@@ -115,7 +115,7 @@ def ood(
         for score in opts.scores:
             m = ood_metrics(scores[opts.in_name][score], scores[out_name][score])
             rows.append({"in": opts.in_name, "out": out_name, "score": score, **m})
-    out_dir = command_dir(ref.run_dir, "ood", opts.out)
+    out_dir = command_dir(output_base(ref), "ood", opts.out)
     files = {}
     for score in opts.scores:
         hist = score_histogram_png({k: v[score] for k, v in scores.items()}, f"{score} ({SIGN_CONVENTION})")

@@ -80,3 +80,34 @@ def test_a_learnt_mixture_bias_resumes_exactly(tmp_path):
     wf, _ = load_tensors(fixed / MODEL_CKPT)
     assert wa["model.bias_mean"].shape == wf["model.bias_mean"].shape
     assert not torch.equal(wa["model.bias_mean"], wf["model.bias_mean"])  # learnt: moved from the shared draw
+
+
+def test_a_run_without_its_state_file_is_never_started_over(cli):
+    """Before, `train --resume` of a run whose state file was gone said "resuming ... at step 0" and overwrote the
+    weights it had reached."""
+    small = ["--set", "train.batch_size=8", "--set", "sampler.steps=2", "--set", "buffer.size=16"]
+    assert cli("--quiet", "train", "--preset", "igebm-toy", "--steps", "3", *small).code == 0
+    (run,) = list(cli.runs.iterdir())
+    (run / STATE_CKPT).unlink()
+    model = (run / MODEL_CKPT).read_bytes()
+    result = cli("train", "--resume", str(run), "--steps", "6")
+    assert result.code == 1, result.err
+    line = result.err.strip()
+    assert "\n" not in line and "state.safetensors is missing" in line and "reached step 3" in line, line
+    assert f"ebmctl sample --run {run}" in line and "ebmctl train --preset igebm-toy" in line
+    assert (run / MODEL_CKPT).read_bytes() == model and json.loads((run / "run.json").read_text())["step"] == 3
+
+
+def test_a_flipped_bit_in_a_checkpoint_is_named_on_resume_and_sample(cli):
+    """A flipped bit that leaves a checkpoint readable and finite went unnoticed; the digest stored with it finds it."""
+    small = ["--set", "train.batch_size=8", "--set", "sampler.steps=2", "--set", "buffer.size=16"]
+    assert cli("--quiet", "train", "--preset", "igebm-toy", "--steps", "2", *small).code == 0
+    (run,) = list(cli.runs.iterdir())
+    for name, command in (("state", ["train", "--resume", str(run), "--steps", "3"]), ("model", ["sample"])):
+        path = run / "checkpoints" / f"{name}.safetensors"
+        data = bytearray(path.read_bytes())
+        data[-5] ^= 0x01
+        path.write_bytes(bytes(data))
+        result = cli(*command)
+        assert result.code == 1, result.err
+        assert result.err.startswith(f"error: {path} is damaged") and len(result.err.strip().splitlines()) == 1
