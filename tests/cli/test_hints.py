@@ -52,6 +52,12 @@ def test_a_dataset_whose_checksums_differ_gets_each_commands_own_way_past_them(c
     train = ["--data-root", str(root), "train", *QUICK, "--set", "data.name=svhn"]
     line = _one_line(cli(*train), 1, "do not match their checksums", train)
     assert "add --set data.verify_checksums=false" in line
+    # a missing dataset: `train` can download it, `ood` cannot
+    empty = str(tmp_path / "empty")
+    train = ["--data-root", empty, "train", *QUICK, "--set", "data.name=cifar10"]
+    assert "add --download to let torchvision fetch it" in _one_line(cli(*train), 1, "not found", train)
+    ood = ["--quiet", "--data-root", empty, "ood", "--in", "shapes32", "--out", "cifar10", "--n", "8"]
+    assert "--download" not in _one_line(cli(*ood), 1, "not found", ood)
 
 
 def test_no_arguments_prints_the_help_and_no_empty_error(cli):
