@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import tempfile
@@ -19,6 +20,7 @@ from safetensors.torch import save as st_save
 from ebmctl.errors import CheckpointError, RunError
 
 META_KEY = "ebmctl"  # metadata entry holding the JSON document
+DIGEST_KEY = "sha256"  # entry of that document: the digest of the file's tensors (absent in older files)
 
 
 # Write failures the user can fix (space, quota, a read-only disk, permissions): a one-line RunError.
@@ -81,10 +83,39 @@ def write_with(path: Path, writer: Callable[[Path], Any]) -> None:
         writer(tmp)
 
 
+class TensorDigest:
+    """SHA-256 over each tensor's bytes followed by its name, dtype and shape, tensor by tensor in name order. It
+    is fed as the tensors are written (:mod:`ebmctl.samples_file` streams one) and checked on load, so a flipped
+    bit that leaves a file readable and its values finite is still found."""
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+
+    def update(self, tensor: torch.Tensor) -> None:
+        """Add (more rows of) the current tensor's data."""
+        self._hash.update(memoryview(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()))
+
+    def end_tensor(self, name: str, dtype: torch.dtype, shape: tuple[int, ...]) -> None:
+        self._hash.update(f"\0{name}\0{dtype}\0{list(shape)}\n".encode())
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
+def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
+    digest = TensorDigest()
+    for name in sorted(tensors):
+        digest.update(tensors[name])
+        digest.end_tensor(name, tensors[name].dtype, tuple(tensors[name].shape))
+    return digest.hexdigest()
+
+
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-    """Save ``tensors`` and a JSON ``meta`` document as one safetensors file, atomically."""
+    """Save ``tensors`` and a JSON ``meta`` document (with the tensors' digest added) as one safetensors file,
+    atomically."""
     clean = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    blob = st_save(clean, metadata={META_KEY: json.dumps(meta, sort_keys=True)})
+    doc = {**meta, DIGEST_KEY: tensors_digest(clean)}
+    blob = st_save(clean, metadata={META_KEY: json.dumps(doc, sort_keys=True)})
     write_bytes_atomic(path, blob)
 
 
@@ -94,7 +125,8 @@ MAX_HEADER = 100_000_000  # safetensors' own limit on the JSON header
 
 
 def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Load a file written by :func:`save_tensors`. Corrupt or foreign files raise CheckpointError."""
+    """Load a file written by :func:`save_tensors`. Corrupt or foreign files, and tensors that do not match the
+    digest stored with them, raise CheckpointError (a file without a digest, from an older version, is accepted)."""
     path = Path(path)
     if not path.is_file():
         what = "is a directory, not a checkpoint file" if path.is_dir() else "does not exist"
@@ -108,6 +140,10 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         tensors = st_load(data)
     except LOAD_ERRORS as exc:
         raise _unreadable(path, exc, data[:8]) from exc
+    stored = meta.pop(DIGEST_KEY, None)
+    if stored is not None and stored != tensors_digest(tensors):
+        raise CheckpointError(f"{path} is damaged: its tensors no longer match the digest written with them",
+                              "the file changed on disk or in a copy; restore it from a copy, or use another checkpoint")
     return tensors, meta
 
 
@@ -124,7 +160,9 @@ def read_meta(path: Path) -> dict[str, Any]:
             header = fh.read(n)
         if len(header) < n:
             raise ValueError("the header is cut short")
-        return _meta_of_header(header)
+        meta = _meta_of_header(header)
+        meta.pop(DIGEST_KEY, None)
+        return meta
     except LOAD_ERRORS as exc:
         raise _unreadable(path, exc, head) from exc
 

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 
 class EbmctlError(Exception):
-    """A mistake the user can fix. ``message`` is one line; ``hint`` names the next thing to do."""
+    """A mistake the user can fix. ``message`` is one line; ``hint`` names the next thing to do. ``setting``, a
+    spec setting that gets past the error and why (``("data.download=true", "to let torchvision fetch it")``), is
+    offered by the command line in the syntax of the command that met the error, where it has one."""
 
     exit_code = 1
     kind = "error"
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
+    def __init__(self, message: str, hint: str | None = None, *, setting: tuple[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.setting = setting
 
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message} (hint: {self.hint})"

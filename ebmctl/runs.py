@@ -104,6 +104,26 @@ def new_run_dir(root: Path, name: str, fill: Callable[[Path, str], None] | None 
     raise RunError(f"cannot create a directory under {root}", "remove old runs or pass --runs-dir")
 
 
+STAGING_GRACE_S = 60.0  # a staging folder is filled in milliseconds: one older than this was left by a kill
+
+
+def sweep_staging(root: Path) -> list[str]:
+    """Remove the hidden ``.NAME.XXXX.partial`` folders that kills left while run directories were being made (they
+    hold no training); returns their names."""
+    from ebmctl.run_lock import holder
+
+    removed = []
+    for folder in sorted(Path(root).glob(".*.partial")) if Path(root).is_dir() else []:
+        try:
+            stale = folder.is_dir() and time.time() - folder.stat().st_mtime > STAGING_GRACE_S
+        except OSError:
+            continue
+        if stale and holder(folder) is None:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder.name)
+    return removed
+
+
 def is_inside(path: Path, parent: Path) -> bool:
     """Whether ``path`` lies strictly inside ``parent`` once ``..`` and symbolic links are resolved."""
     inner, outer = user_path(path).resolve(), user_path(parent).resolve()
@@ -141,15 +161,16 @@ def check_free_space(path: Path, need_bytes: int) -> None:
     except OSError:
         return  # cannot tell: the writes themselves report a full disk
     if free < need_bytes:
-        raise RunError(f"only {_size(free)} free on the disk holding {path}; this needs about {_size(need_bytes)}",
+        raise RunError(f"only {human_size(free)} free on the disk holding {path}; this needs about {human_size(need_bytes)}",
                        "free space or pass --runs-dir on another disk")
 
 
-def _size(n: float) -> str:
+def human_size(n: float) -> str:
+    """A byte count in decimal units (``9.2 GB``), as disks and memory are sold."""
     for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
+        if n < 1000 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
+        n /= 1000
     return f"{n:.1f} GB"
 
 
@@ -234,10 +255,11 @@ def truncate_metrics(run_dir: Path, last_step: int) -> None:
 
 @dataclass(frozen=True)
 class RunRef:
-    """A run directory and the model checkpoint a command reads."""
+    """A run directory, the model checkpoint a command reads, and where outputs go when not into the run."""
 
     run_dir: Path
     checkpoint: Path
+    outputs: Path | None = None  # --outputs-dir / $EBMCTL_OUTPUTS
 
 
 def is_run_dir(path: Path) -> bool:
@@ -259,55 +281,128 @@ def list_runs(root: Path) -> list[tuple[Path, dict[str, Any]]]:
     return runs
 
 
+UNFINISHED = ("interrupted", "running", "failed", "diverged")  # statuses a resume continues
+
+
 def latest_run(root: Path, *, statuses: tuple[str, ...] = ("completed",)) -> Path:
-    runs = [path for path, doc in list_runs(root) if doc.get("status") in statuses]
-    if not runs:
-        what = "completed run" if statuses == ("completed",) else "run to resume"
-        raise RunError(f"no {what} in {root}", "train one first: ebmctl train --preset quickstart")
-    return runs[-1]
+    """The newest run under ``root`` whose status is one of ``statuses``."""
+    runs = list_runs(root)
+    chosen = [path for path, doc in runs if doc.get("status") in statuses]
+    if chosen:
+        return chosen[-1]
+    unfinished = [(path, doc) for path, doc in runs if doc.get("status") in UNFINISHED]
+    if statuses == ("completed",) and unfinished:
+        path, doc = unfinished[-1]
+        raise RunError(f"no completed run in {root}; {len(unfinished)} unfinished, the newest {path.name} "
+                       f"({doc.get('status')} at step {doc.get('step', 0)})",
+                       f"finish it with: ebmctl train --resume {path}; or read its last checkpoint with --run {path}")
+    what = "completed run" if statuses == ("completed",) else "run to resume"
+    raise RunError(f"no {what} in {root}", "train one first: ebmctl train --preset quickstart")
 
 
-def resolve_run(ref: str | None, root: Path) -> RunRef:
-    """Resolve --run: ``latest`` (default), a run directory or its name, or a model checkpoint file.
+def run_to_resume(root: Path) -> Path:
+    """The newest unfinished run under ``root`` that no live process is training."""
+    from ebmctl.run_lock import describe, holder
+
+    held = []
+    for path, doc in reversed(list_runs(root)):
+        if doc.get("status") not in UNFINISHED:
+            continue
+        who = holder(path)
+        if who is None:
+            return path
+        held.append((path, who))
+    if held:
+        path, who = held[0]
+        others = f" (and {len(held) - 1} more)" if len(held) > 1 else ""
+        raise RunError(f"no run to resume in {root}: {path.name}{others} is being trained by {describe(who)}",
+                       "wait for it to finish; a run no process is training resumes with: ebmctl train --resume RUN")
+    return latest_run(root, statuses=UNFINISHED)
+
+
+def resolve_run(ref: str | None, root: Path, outputs: Path | None = None) -> RunRef:
+    """Resolve --run: ``latest`` (default), a run directory or its name, or a model checkpoint file; ``outputs`` is
+    the folder outputs go to instead of the run directory (--outputs-dir).
 
     A name must resolve inside ``root`` (``../x`` or a link leading out is refused); a run directory or
-    checkpoint given by a path that exists may lie anywhere (it is read; outputs stay inside that run)."""
+    checkpoint given by a path that exists may lie anywhere (it is read)."""
     if ref in (None, "", "latest"):
         run_dir = latest_run(root)
-        return RunRef(run_dir, run_dir / MODEL_CKPT)
+        return RunRef(run_dir, run_dir / MODEL_CKPT, outputs)
     path = user_path(ref)
     if path.suffix == ".safetensors":
         if not path.is_file():
             raise RunError(f"checkpoint {path} does not exist", "give a run directory or a .safetensors checkpoint")
         run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
-        return RunRef(run_dir, path)
+        return RunRef(run_dir, path, outputs)
+    if path.is_file() and not (root / ref).is_dir():
+        raise RunError(f"{ref} is a file, not a run directory or a .safetensors checkpoint",
+                       f"give a run directory (runs live under {root}) or its checkpoints/model.safetensors")
     named = root / ref
     if not path.is_dir() and not path.is_absolute() and not is_inside(named, root):  # a name, not a path
-        raise UsageError(f"--run {ref} leaves the runs directory {root}",
+        raise UsageError(f"run {ref} leaves the runs directory {root}",
                          f"give the name of a run under {root}, or the path of a run directory")
     for candidate in (path, named):
         if candidate.is_dir():
             if not is_run_dir(candidate):
                 raise RunError(f"{candidate} is not a run directory (no spec.json/run.json)",
-                               f"runs live under {root}; pass one of them to --run")
-            return RunRef(candidate, candidate / MODEL_CKPT)
-    raise RunError(f"run {ref!r} does not exist", f"runs live under {root}; use --run latest or a directory there")
+                               f"runs live under {root}; give one of them")
+            return RunRef(candidate, candidate / MODEL_CKPT, outputs)
+    raise RunError(f"run {ref!r} does not exist", f"runs live under {root}; give the name or path of one of them")
 
 
-def out_path(run_dir: Path, out: str | Path) -> Path:
-    """Where ``--out`` points: taken relative to the run directory, and refused unless it lies inside it
-    (after ``..`` and symbolic links), so that no output escapes the run (and so the runs directory)."""
-    path = Path(os.path.normpath(Path(run_dir) / user_path(out)))
-    if not is_inside(path, run_dir):
-        raise UsageError(f"--out {out} is outside the run directory {run_dir}",
-                         "give a folder inside the run, e.g. --out my-samples (taken relative to the run)")
+def outputs_root(override: str | Path | None = None) -> Path | None:
+    """--outputs-dir, else $EBMCTL_OUTPUTS, else None (commands write into the run directory)."""
+    value = override or os.environ.get("EBMCTL_OUTPUTS")
+    return user_path(value) if value else None
+
+
+def output_base(ref: RunRef) -> Path:
+    """The folder a command's outputs of run ``ref`` go under: the run directory, or ``<outputs dir>/<run name>``."""
+    return ref.outputs / safe_name(ref.run_dir.name) if ref.outputs is not None else ref.run_dir
+
+
+def out_path(base: Path, out: str | Path, option: str = "--out") -> Path:
+    """Where ``--out`` points. An absolute path is taken as it is; anything else is taken relative to ``base`` (the
+    run directory or its folder under --outputs-dir) and refused unless it lies inside it after ``..`` and symbolic
+    links, so that no relative name escapes where it is resolved."""
+    if not str(out).strip():
+        raise UsageError(f"{option} is empty", f"give a folder, e.g. {option} my-outputs (taken relative to the run)")
+    given = user_path(out)
+    if given.is_absolute():
+        return Path(os.path.normpath(given))
+    path = Path(os.path.normpath(Path(base) / given))
+    if not is_inside(path, base):
+        raise UsageError(f"{option} {out} is outside {base}",
+                         f"give a folder inside it, e.g. {option} my-outputs (taken relative to the run), or an "
+                         "absolute path")
     return path
 
 
-def command_dir(run_dir: Path, command: str, out: str | Path | None = None) -> Path:
-    """A fresh output folder for a command: ``--out`` (inside the run) or ``<run>/<command>/<timestamp>``."""
+def command_dir(base: Path, command: str, out: str | Path | None = None) -> Path:
+    """A fresh output folder for a command: ``--out`` or ``<base>/<command>/<timestamp>``."""
     if out is not None:
-        path = out_path(run_dir, out)
+        path = out_path(base, out)
         path.mkdir(parents=True, exist_ok=True)
         return path
-    return _fresh_dir(run_dir / command, timestamp(), "pass --out")
+    return _fresh_dir(base / command, timestamp(), "pass --out")
+
+
+def check_outputs(base: Path, command: str, out: str | Path | None, option: str = "--out") -> Path:
+    """Before any work: refuse a bad ``--out`` and prove that the outputs can be written (a run on a read-only disk
+    fails here, not after computing everything); the folder they will go to."""
+    target = out_path(base, out, option) if out is not None else base / command
+    probe = target
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe.is_dir() and os.access(probe, os.W_OK | os.X_OK):  # asks without writing: the run stays untouched
+        return target
+    try:
+        read_only = probe.is_dir() and bool(os.statvfs(probe).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    reason = "read-only file system" if read_only else "permission denied" if probe.is_dir() else "not a directory"
+    raise RunError(f"cannot write the outputs of {command} to {target} ({reason}: {probe})",
+                   f"write them elsewhere: {option} /an/absolute/folder, or --outputs-dir DIR (or $EBMCTL_OUTPUTS) "
+                   "for a folder per run there")
+    return target

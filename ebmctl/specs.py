@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+import re
 import tomllib
 import typing
 from pathlib import Path
@@ -24,6 +25,19 @@ class Section(BaseModel):
     may be NaN or infinite."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, data: Any) -> Any:
+        """true/false where a number is expected is a mistake (pydantic alone would read true as 1)."""
+        if isinstance(data, dict):
+            for key, value in data.items():
+                field = cls.model_fields.get(key) if isinstance(key, str) else None
+                if isinstance(value, bool) and field is not None:
+                    kinds = set(typing.get_args(field.annotation)) or {field.annotation}
+                    if bool not in kinds and kinds & {int, float}:
+                        raise ValueError(f"{key}: expected a number, got {str(value).lower()}")
+        return data
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -722,6 +736,8 @@ def set_path(tree: dict[str, Any], path: str, value: Any) -> None:
 
 def parse_literal(text: str) -> Any:
     """Parse a ``--set`` value as a TOML literal (never evaluated); a bare word stays a string."""
+    if "\n" in text or "\r" in text:  # TOML would read a second line as another key, and it would be lost
+        raise SpecError(f"the value {text!r} spans several lines", "give each key its own --set")
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
@@ -823,7 +839,10 @@ def validate_spec(tree: dict[str, Any]) -> RunSpec:
         return RunSpec.model_validate(_nones(tree))
     except ValidationError as exc:
         err = exc.errors()[0]
-        loc = err["loc"]
+        loc, message = err["loc"], err["msg"].removeprefix("Value error, ")
+        named = re.match(r"(\w+): (.*)", message) if err["type"] == "value_error" else None
+        if named and _field_at((*loc, named[1])) is not None:  # a section's own check that names one of its keys
+            loc, message = (*loc, named[1]), named[2]
         parts = [str(p) for i, p in enumerate(loc) if not (i and loc[i - 1] in ("method", "net") and _is_union_tag(p))]
         where = ".".join(parts)
         key = ".".join(str(p) for p in parts[: next((i for i, p in enumerate(parts) if p.isdigit()), len(parts))])
@@ -832,7 +851,7 @@ def validate_spec(tree: dict[str, Any]) -> RunSpec:
         field = _field_at(loc)
         expected = _expected(field) if field is not None else None
         raise SpecError(
-            f"bad value for {where or 'spec'}: {err['msg'].removeprefix('Value error, ')}{shown}",
+            f"bad value for {where or 'spec'}: {message}{shown}",
             f"{key} takes {expected}; see docs/presets.md" if expected else
             "see `ebmctl presets show NAME` for valid values, or docs/presets.md",
         ) from None
@@ -927,11 +946,15 @@ def preset_path(name_or_path: str) -> Path:
         candidate = Path(name_or_path).expanduser()
     except RuntimeError:  # ~user of a user that does not exist
         raise SpecError(f"preset file {name_or_path} does not exist", "write the path without ~user") from None
-    if candidate.suffix == ".toml" or "/" in name_or_path:
+    is_path = candidate.suffix == ".toml" or "/" in name_or_path
+    path = presets_dir() / f"{name_or_path}.toml"
+    if candidate.is_dir() and (is_path or not path.is_file()):
+        raise SpecError(f"preset {name_or_path} is a directory, not a .toml file",
+                        "give a preset name (list them with `ebmctl presets list`) or the path of a .toml file")
+    if is_path:
         if not candidate.is_file():
             raise SpecError(f"preset file {name_or_path} does not exist", "give a preset name or a path to a .toml file")
         return candidate
-    path = presets_dir() / f"{name_or_path}.toml"
     if not path.is_file():
         raise SpecError(f"unknown preset {name_or_path!r}", _did_you_mean(name_or_path, preset_names()) +
                         " (list them with `ebmctl presets list`)")

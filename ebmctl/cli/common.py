@@ -6,6 +6,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -16,7 +17,7 @@ from rich.text import Text
 
 from ebmctl.console import RichReporter, stdout
 from ebmctl.errors import SpecError, UsageError
-from ebmctl.runs import runs_root
+from ebmctl.runs import RunRef, check_outputs, output_base, outputs_root, resolve_run, runs_root
 
 SEED_MAX = 2**31 - 1  # the largest seed a spec takes (seed of a run)
 
@@ -26,6 +27,7 @@ class GlobalOptions:
     device: str = "auto"
     threads: int | None = None
     runs_dir: str | None = None
+    outputs_dir: str | None = None
     data_root: str | None = None
     json: bool = False
     quiet: bool = False
@@ -36,6 +38,10 @@ class GlobalOptions:
     def runs(self):
         return runs_root(self.runs_dir)
 
+    @property
+    def outputs(self) -> Path | None:
+        return outputs_root(self.outputs_dir)
+
     def reporter(self) -> RichReporter:
         return RichReporter(quiet=self.quiet, every=self.progress_every)
 
@@ -45,6 +51,13 @@ def options(ctx: typer.Context) -> GlobalOptions:
     if not isinstance(root.obj, GlobalOptions):
         root.obj = GlobalOptions()
     return root.obj
+
+
+def run_for_outputs(opts: GlobalOptions, run: str, command: str, out: str | None, option: str = "--out") -> RunRef:
+    """The run ``--run`` names, once its outputs are known to be writable where they go (before any work)."""
+    ref = resolve_run(run, opts.runs, opts.outputs)
+    check_outputs(output_base(ref), command, out, option)
+    return ref
 
 
 def emit(opts: GlobalOptions, doc: dict[str, Any], table: Table | Group | str | None = None) -> None:

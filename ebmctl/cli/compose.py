@@ -57,8 +57,8 @@ def compose(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the chains.", min=0, max=SEED_MAX)] = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Chains sampled at once.", min=1)] = 128,
     no_ema: Annotated[bool, typer.Option("--no-ema", help="Use the raw weights, not the EMA.")] = False,
-    out: Annotated[str | None, typer.Option("--out", help="Output folder, taken relative to the directory of the clel run (or of the "
-        "first of --runs) and kept inside it (default: <run>/compose/<timestamp>).")] = None,
+    out: Annotated[str | None, typer.Option("--out", help="Output folder: an absolute path, or taken relative to the "
+        "directory of the clel run (or of the first of --runs) and kept inside it (default: <run>/compose/<timestamp>).")] = None,
 ) -> None:
     opts = options(ctx)
     check_number("--step-size", step_size, positive=True)
@@ -68,7 +68,7 @@ def compose(
     copts = ComposeOptions(attrs=split_list(attrs), runs=split_list(runs), op=op, n=n, steps=steps,
                            step_size=step_size, noise=noise, beta=beta, alpha=alpha, baseline=not no_baseline,
                            judge=not no_judge, seed=seed, batch_size=batch_size, ema=not no_ema, out=out)
-    result = run_compose(run, copts, runs_root=opts.runs, device=opts.device, cli_data_root=opts.data_root,
+    result = run_compose(run, copts, runs_root=opts.runs, outputs=opts.outputs, device=opts.device, cli_data_root=opts.data_root,
                          reporter=opts.reporter())
     emit(opts, result.to_dict(), _table(result))
 

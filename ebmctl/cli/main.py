@@ -21,6 +21,7 @@ from ebmctl.cli import train as train_cmd
 from ebmctl.cli.common import GlobalOptions, examples
 from ebmctl.console import stderr
 from ebmctl.errors import EbmctlError
+from ebmctl.services.stopping import signal_name, signum_of
 
 app = typer.Typer(
     name="ebmctl",
@@ -55,6 +56,9 @@ def main(
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
     threads: Annotated[int | None, typer.Option("--threads", help="Threads for torch and BLAS.", min=1)] = None,
     runs_dir: Annotated[str | None, typer.Option("--runs-dir", help="Where runs live (default ./runs or $EBMCTL_RUNS).")] = None,
+    outputs_dir: Annotated[str | None, typer.Option(
+        "--outputs-dir", help="Write the outputs of sample, ood, probe, refine and compose under DIR/<run name>/ instead "
+        "of the run directory (also $EBMCTL_OUTPUTS); for runs on a read-only disk.")] = None,
     data_root: Annotated[str | None, typer.Option("--data-root", envvar="EBMCTL_DATA",
                                                   help="Directory of real datasets (also $EBMCTL_DATA).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print results as JSON on stdout.")] = False,
@@ -71,8 +75,9 @@ def main(
 
     Global options may also follow the command: `ebmctl train --data-root ~/data` works as well.
     """
-    ctx.obj = GlobalOptions(device=device, threads=threads, runs_dir=runs_dir, data_root=data_root, json=json_out,
-                            quiet=quiet, debug=debug, progress_every=progress_every)
+    ctx.obj = GlobalOptions(device=device, threads=threads, runs_dir=runs_dir, outputs_dir=outputs_dir,
+                            data_root=data_root, json=json_out, quiet=quiet, debug=debug,
+                            progress_every=progress_every)
     if threads is not None:
         _set_threads(threads)
 
@@ -95,7 +100,7 @@ app.command("refine", help=refine_cmd.HELP, epilog=refine_cmd.EPILOG)(refine_cmd
 app.add_typer(presets_cmd.app, name="presets")
 
 
-GLOBAL_VALUE_OPTIONS = ("--device", "--threads", "--runs-dir", "--data-root", "--progress-every")
+GLOBAL_VALUE_OPTIONS = ("--device", "--threads", "--runs-dir", "--outputs-dir", "--data-root", "--progress-every")
 GLOBAL_FLAGS = ("--json", "--quiet", "-q", "--debug")
 
 
@@ -126,6 +131,35 @@ def hoist_global_options(args: list[str]) -> list[str]:
             rest.append(token)
         i += 1
     return head + moved + rest
+
+
+def app_commands() -> set[str]:
+    return {c.name for c in app.registered_commands} | {g.name for g in app.registered_groups}
+
+
+def command_of(args: list[str]) -> str | None:
+    """The command ``args`` run (global options hoisted in front), e.g. ``train``; None when there is none."""
+    i = 0
+    while i < len(args) and args[i].startswith("-"):
+        i += 1 + (args[i] in GLOBAL_VALUE_OPTIONS)
+    return args[i] if i < len(args) else None
+
+
+# How a command gives a spec setting that gets past an error: `train` takes any with --set, some through their own
+# option; `ood` reads its sets with or without checksums; the other commands read data with the run's own settings.
+SETTING_SWITCHES = {"train": {"data.download=true": "--download"},
+                    "ood": {"data.verify_checksums=false": "--no-verify-checksums"}}
+
+
+def _hint_for(exc: EbmctlError, command: str | None) -> str | None:
+    """The hint of ``exc`` as the command that met it can follow it."""
+    if exc.setting is None:
+        return exc.hint
+    setting, why = exc.setting
+    switch = SETTING_SWITCHES.get(command or "", {}).get(setting) or (f"--set {setting}" if command == "train" else None)
+    if switch is None:
+        return exc.hint
+    return f"{exc.hint}, or add {switch} {why}" if exc.hint else f"add {switch} {why}"
 
 
 def _one_line(text: str) -> str:
@@ -171,14 +205,19 @@ def main_entry(argv: list[str] | None = None) -> int:
     except EbmctlError as exc:
         if debug:
             traceback.print_exc()
-        return _report(exc.message, exc.hint, exc.exit_code, as_json, exc.kind)
+        return _report(exc.message, _hint_for(exc, command_of(args)), exc.exit_code, as_json, exc.kind)
     except typer.Exit as exc:
         return exc.exit_code
     except typer.TyperException as exc:  # usage errors: unknown option, bad value, missing argument
-        hint = "see `ebmctl --help` or `ebmctl COMMAND --help`"
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `ebmctl` or `ebmctl presets` alone: the help, already shown
+            return 0
+        command = command_of(args)
+        known = command in app_commands()
+        hint = f"see `ebmctl {command} --help`" if known else "see `ebmctl --help` for the commands"
         return _report(exc.format_message(), hint, getattr(exc, "exit_code", 2), as_json, "usage")
-    except (KeyboardInterrupt, typer.Abort):
-        return _report("interrupted", None, 130, as_json, "interrupted")
+    except (KeyboardInterrupt, typer.Abort) as exc:  # stopped by a signal outside a command's own handling
+        signum = signum_of(exc)
+        return _report(f"interrupted by {signal_name(signum)}", None, 128 + signum, as_json, "interrupted")
     except Exception as exc:  # a bug: say so in one line unless --debug
         if debug:
             traceback.print_exc()

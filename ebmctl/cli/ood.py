@@ -8,9 +8,17 @@ import typer
 from rich.console import Group
 from rich.table import Table
 
-from ebmctl.cli.common import check_datasets, check_number, emit, examples, options, split_list, with_notes
+from ebmctl.cli.common import (
+    check_datasets,
+    check_number,
+    emit,
+    examples,
+    options,
+    run_for_outputs,
+    split_list,
+    with_notes,
+)
 from ebmctl.errors import UsageError
-from ebmctl.runs import out_path, resolve_run
 from ebmctl.services.ood import OodOptions, OodResult
 from ebmctl.services.ood import ood as run_ood
 
@@ -45,7 +53,10 @@ def ood(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images scored at once.", min=1)] = 256,
     split: Annotated[str, typer.Option("--split", help="Split of every set.")] = "test",
     no_ema: Annotated[bool, typer.Option("--no-ema", help="Use the raw weights, not the EMA.")] = False,
-    out_dir: Annotated[str | None, typer.Option("--out-dir", help="Output folder, taken relative to the run directory and kept inside it "
+    no_verify_checksums: Annotated[bool, typer.Option(
+        "--no-verify-checksums", help="Read real datasets without checking their files' md5 sums.")] = False,
+    out_dir: Annotated[str | None, typer.Option("--out-dir", help="Output folder: an absolute path, or taken relative to the run directory and kept "
+        "inside it "
         "(default: <run>/ood/<timestamp>).")] = None,
 ) -> None:
     opts = options(ctx)
@@ -55,10 +66,9 @@ def ood(
     _check_sets("--out", split_list(out_names), split)
     check_number("--beta", beta, minimum=0)
     oopts = OodOptions(in_name=in_name, out_names=split_list(out_names), scores=split_list(score) or None,
-                       n=n, batch_size=batch_size, ema=not no_ema, split=split, out=out_dir, beta=beta)
-    ref = resolve_run(run, opts.runs)
-    if out_dir is not None:
-        out_path(ref.run_dir, out_dir)  # refuse an --out outside the run before any work
+                       n=n, batch_size=batch_size, ema=not no_ema, split=split, out=out_dir, beta=beta,
+                       verify_checksums=not no_verify_checksums)
+    ref = run_for_outputs(opts, run, "ood", out_dir, "--out-dir")
     result = run_ood(ref, oopts, device=opts.device, cli_data_root=opts.data_root,
                      reporter=opts.reporter())
     emit(opts, result.to_dict(), _table(result))

@@ -8,8 +8,7 @@ import typer
 from rich.console import Group
 from rich.table import Table
 
-from ebmctl.cli.common import check_datasets, emit, examples, options, with_notes
-from ebmctl.runs import out_path, resolve_run
+from ebmctl.cli.common import check_datasets, emit, examples, options, run_for_outputs, with_notes
 from ebmctl.services.probe import PROTOCOL_CHOICES, ProbeOptions, ProbeResult, parse_shots
 from ebmctl.services.probe import probe as run_probe
 
@@ -52,7 +51,8 @@ def probe(
     split: Annotated[str | None, typer.Option(
         "--split", help="Held-out split to score (e.g. val, to tune without touching test). Default: the "
         "dataset's evaluation split.")] = None,
-    out_dir: Annotated[str | None, typer.Option("--out", help="Output folder, taken relative to the run directory and kept inside it "
+    out_dir: Annotated[str | None, typer.Option("--out", help="Output folder: an absolute path, or taken relative to the run directory and kept "
+        "inside it "
         "(default: <run>/probe/<timestamp>).")] = None,
 ) -> None:
     opts = options(ctx)
@@ -61,9 +61,7 @@ def probe(
     popts = ProbeOptions(dataset=dataset, shots=parse_shots(shots), seeds=seeds, knn=knn, transfer=transfer,
                          pixels=pixels, train_n=train_n, test_n=test_n, batch_size=batch_size, ema=not no_ema,
                          out=out_dir, protocol=protocol, split=split)
-    ref = resolve_run(run, opts.runs)
-    if out_dir is not None:
-        out_path(ref.run_dir, out_dir)  # refuse an --out outside the run before any work
+    ref = run_for_outputs(opts, run, "probe", out_dir)
     result = run_probe(ref, popts, device=opts.device, cli_data_root=opts.data_root,
                        reporter=opts.reporter())
     emit(opts, result.to_dict(), _table(result))

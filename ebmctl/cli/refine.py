@@ -8,8 +8,7 @@ import typer
 from rich.console import Group
 from rich.table import Table
 
-from ebmctl.cli.common import SEED_MAX, emit, examples, options, with_notes
-from ebmctl.runs import out_path, resolve_run
+from ebmctl.cli.common import SEED_MAX, emit, examples, options, run_for_outputs, with_notes
 from ebmctl.services.refine import RefineOptions, RefineResult
 from ebmctl.services.refine import refine as run_refine
 
@@ -37,15 +36,14 @@ def refine(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Chains run at once.", min=1)] = 128,
     chains: Annotated[int, typer.Option("--chains", help="Chains shown in chains.png.", min=1, max=64)] = 8,
     snapshots: Annotated[int, typer.Option("--snapshots", help="Columns of chains.png.", min=2, max=64)] = 8,
-    out: Annotated[str | None, typer.Option("--out", help="Output folder, taken relative to the run directory and kept inside it "
+    out: Annotated[str | None, typer.Option("--out", help="Output folder: an absolute path, or taken relative to the run directory and kept "
+        "inside it "
         "(default: <run>/refine/<timestamp>).")] = None,
 ) -> None:
     opts = options(ctx)
     ropts = RefineOptions(n=n, steps=steps, seed=seed, fid=not no_fid, batch_size=batch_size, chains=chains,
                           snapshots=snapshots, out=out)
-    ref = resolve_run(run, opts.runs)
-    if out is not None:
-        out_path(ref.run_dir, out)  # refuse an --out outside the run before any work
+    ref = run_for_outputs(opts, run, "refine", out)
     result = run_refine(ref, ropts, device=opts.device, cli_data_root=opts.data_root,
                         reporter=opts.reporter())
     emit(opts, result.to_dict(), _table(result))

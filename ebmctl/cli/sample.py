@@ -7,8 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ebmctl.cli.common import SEED_MAX, check_number, emit, examples, kv_table, options
-from ebmctl.runs import resolve_run
+from ebmctl.cli.common import SEED_MAX, check_number, emit, examples, kv_table, options, run_for_outputs
 from ebmctl.services.sample import SampleOptions, SampleResult
 from ebmctl.services.sample import sample as run_sample
 
@@ -43,8 +42,8 @@ def sample(
     step_size: Annotated[float | None, typer.Option("--step-size", help="Override the sampler's step size.")] = None,
     noise: Annotated[float | None, typer.Option("--noise", help="Override the sampler's noise.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the chains.", min=0, max=SEED_MAX)] = 0,
-    out: Annotated[str | None, typer.Option("--out", help="Output folder, taken relative to the run directory and kept inside it "
-        "(default: <run>/sample/<timestamp>).")] = None,
+    out: Annotated[str | None, typer.Option("--out", help="Output folder: an absolute path, or taken relative to the run "
+        "directory and kept inside it (default: <run>/sample/<timestamp>).")] = None,
     no_ema: Annotated[bool, typer.Option("--no-ema", help="Use the raw weights, not the EMA.")] = False,
     fid: Annotated[bool, typer.Option("--fid", help="Report FID, KID and precision/recall against the run's data.")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Chains sampled at once.", min=1)] = 128,
@@ -65,7 +64,7 @@ def sample(
                           step_size=step_size, noise=noise, seed=seed, ema=not no_ema, fid=fid, batch_size=batch_size,
                           out=out, like=like, class_label=class_label, beta=beta,
                           precision=precision, schedule=schedule)
-    result = run_sample(resolve_run(run, opts.runs), sopts, device=opts.device,
+    result = run_sample(run_for_outputs(opts, run, "sample", out), sopts, device=opts.device,
                         cli_data_root=opts.data_root, reporter=opts.reporter())
     emit(opts, result.to_dict(), _table(result))
 

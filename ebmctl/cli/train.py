@@ -11,7 +11,8 @@ from rich.table import Table
 from ebmctl.cli.common import GlobalOptions, emit, examples, kv_table, options
 from ebmctl.console import stdout
 from ebmctl.errors import SpecError, UsageError
-from ebmctl.runs import SPEC_JSON, STATE_CKPT, latest_run, read_json, resolve_run
+from ebmctl.run_lock import held_error, holder
+from ebmctl.runs import SPEC_JSON, STATE_CKPT, read_json, resolve_run, run_to_resume
 from ebmctl.services import distributed
 from ebmctl.services import train as service
 from ebmctl.specs import deep_merge, parse_override, resolve_spec, set_path, spec_to_json, validate_spec
@@ -64,12 +65,13 @@ def train(
             set_path(tree, *parse_override(item))
         for path, value in extra.items():
             set_path(tree, path, value)
-        run_dir = resolve_run(run, opts.runs).run_dir if run else latest_run(
-            opts.runs, statuses=("interrupted", "running", "failed", "diverged"))
+        run_dir = resolve_run(run, opts.runs).run_dir if run else run_to_resume(opts.runs)
         if print_spec:
             raise UsageError("--print-spec prints a new spec; a resumed run keeps its spec.json", f"see {run_dir}/spec.json")
         _check_resume_overrides(run_dir, tree)
         if launch:
+            if (who := holder(run_dir)) is not None:  # the processes would each be refused: refuse once, here
+                raise held_error(run_dir, who)
             distributed.check_world(run_dir, launch)
             distributed.check_batches(validate_spec(deep_merge(read_json(run_dir / SPEC_JSON), tree)), launch)
             raise typer.Exit(distributed.launch(launch, worker_args(["--resume", str(run_dir)]), debug=opts.debug))

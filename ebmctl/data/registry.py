@@ -67,12 +67,12 @@ _CIFAR10_FILES = _same_files(
 )
 _CIFAR10_HOW = (
     "download cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html and extract it in the "
-    "data root, or pass --download to let torchvision fetch it"
+    "data root"
 )
 _DTD_FILES = {s: ("images/", f"labels/{s}1.txt") for s in ("train", "val", "test")}
 _DTD_HOW = (
     "download dtd-r1.0.1.tar.gz from https://www.robots.ox.ac.uk/~vgg/data/dtd/ and extract it in "
-    "<data root>/dtd/, or pass --download to let torchvision fetch it"
+    "<data root>/dtd/"
 )
 _TOY = "2D toy density"
 _TOY_BUILDER = "ebmctl.data.embedded.toy2d:build_toy2d"
@@ -141,7 +141,7 @@ _ENTRIES = (
         directory="cifar-100-python",
         split_files=_same_files(("train", "test"), ("train", "test", "meta")),
         how_to_get="download cifar-100-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html and "
-        "extract it in the data root, or pass --download to let torchvision fetch it",
+        "extract it in the data root",
         downloadable=True,
     ),
     DatasetEntry(
@@ -150,8 +150,7 @@ _ENTRIES = (
         num_classes=10, directory="svhn",
         split_files={s: (f"{s}_32x32.mat",) for s in ("train", "test", "extra")},
         how_to_get="download train_32x32.mat, test_32x32.mat (and extra_32x32.mat) from "
-        "http://ufldl.stanford.edu/housenumbers/ into <data root>/svhn/, or pass --download to let "
-        "torchvision fetch them",
+        "http://ufldl.stanford.edu/housenumbers/ into <data root>/svhn/",
         downloadable=True,
     ),
     DatasetEntry(
@@ -161,23 +160,23 @@ _ENTRIES = (
         split_files=_same_files(("train", "valid", "test"), _CELEBA_FILES),
         how_to_get="download img_align_celeba.zip and the five annotation .txt files from "
         "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html into <data root>/celeba/ and unzip the images "
-        "there, or pass --download to let torchvision fetch them from Google Drive (needs the gdown package)",
+        "there (torchvision downloads them from Google Drive with the gdown package)",
         downloadable=True,
     ),
     DatasetEntry(
         "mnist", "real", "image", (1, 28, 28), ("train", "test"),
         "MNIST handwritten digits, 28x28 gray, 10 classes", f"{_TV}:build_mnist", num_classes=10,
         directory="MNIST/raw", split_files=_same_files(("train", "test"), _IDX_FILES),
-        how_to_get="pass --download to let torchvision fetch it, or put the four uncompressed IDX files "
-        "from https://yann.lecun.com/exdb/mnist/ in <data root>/MNIST/raw/",
+        how_to_get="put the four uncompressed IDX files from https://yann.lecun.com/exdb/mnist/ in "
+        "<data root>/MNIST/raw/",
         downloadable=True,
     ),
     DatasetEntry(
         "fashion-mnist", "real", "image", (1, 28, 28), ("train", "test"),
         "Fashion-MNIST clothing images, 28x28 gray, 10 classes", f"{_TV}:build_fashion_mnist",
         num_classes=10, directory="FashionMNIST/raw", split_files=_same_files(("train", "test"), _IDX_FILES),
-        how_to_get="pass --download to let torchvision fetch it, or put the four uncompressed IDX files "
-        "from https://github.com/zalandoresearch/fashion-mnist in <data root>/FashionMNIST/raw/",
+        how_to_get="put the four uncompressed IDX files from https://github.com/zalandoresearch/fashion-mnist "
+        "in <data root>/FashionMNIST/raw/",
         downloadable=True,
     ),
     DatasetEntry(

@@ -15,7 +15,7 @@ route, compared with unconditional samples drawn with the same settings.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from ebmctl.checkpoints import save_tensors, write_bytes_atomic
 from ebmctl.data.classes import class_name
 from ebmctl.data.views import find_attribute
 from ebmctl.errors import CapabilityError, DataError, EbmctlError, UsageError
-from ebmctl.runs import command_dir, out_path, resolve_run, write_json
+from ebmctl.runs import check_outputs, command_dir, output_base, resolve_run, write_json
 from ebmctl.samplers.composition import compose as compose_energies
 from ebmctl.samplers.langevin import frozen
 from ebmctl.services.build import condition_of, resolve_device
@@ -93,12 +93,17 @@ def compose(
     opts: ComposeOptions,
     *,
     runs_root: Path,
+    outputs: Path | None = None,
     device: str = "auto",
     cli_data_root: str | None = None,
     reporter: Reporter | None = None,
 ) -> ComposeResult:
     reporter = reporter or NullReporter()
-    if bool(opts.attrs) == bool(opts.runs):
+    if opts.attrs and opts.runs:
+        raise UsageError("--attrs and --runs cannot be combined: --attrs composes the attribute latents of one clel run, "
+                         "--runs composes separately trained conditional runs",
+                         "give one of them, e.g. ebmctl compose --attrs circle,red or ebmctl compose --runs RUN_A,RUN_B")
+    if not opts.attrs and not opts.runs:
         raise UsageError("compose needs either --attrs (a clel run) or --runs (conditional runs)",
                          "e.g. ebmctl compose --attrs young,female, or ebmctl compose --runs RUN_A,RUN_B")
     if opts.op not in ("and", "or"):
@@ -115,8 +120,8 @@ def compose(
     else:
         plan = _runs_plan(opts, runs_root, torch_device)
         base = plan.runs[0]
-    if opts.out is not None:
-        out_path(base.ref.run_dir, opts.out)  # refuse an --out outside the run before sampling
+    out_base = output_base(replace(base.ref, outputs=outputs))
+    check_outputs(out_base, "compose", opts.out)  # a bad --out or an unwritable folder fails before sampling
     torch.manual_seed(opts.seed)
     samples = _draw(plan, opts, reporter, "compose")
     baseline = None
@@ -126,7 +131,7 @@ def compose(
                          "baseline")
     seconds = time.perf_counter() - started
 
-    out_dir = command_dir(base.ref.run_dir, "compose", opts.out)
+    out_dir = command_dir(out_base, "compose", opts.out)
     title = " & ".join(c.label for c in plan.concepts)
     files = {"samples": str(out_dir / "samples.safetensors"), "grid": str(out_dir / "grid.png")}
     save_tensors(out_dir / "samples.safetensors", {"samples": samples},

@@ -13,7 +13,7 @@ import torch
 from ebmctl.checkpoints import write_bytes_atomic, write_with
 from ebmctl.data import to_float
 from ebmctl.errors import CapabilityError, SpecError, UsageError
-from ebmctl.runs import RunRef, command_dir, write_json
+from ebmctl.runs import RunRef, command_dir, output_base, write_json
 from ebmctl.services.build import data_root, dataset_from, resolve_device
 from ebmctl.services.loading import load_run
 from ebmctl.services.ood_sets import ScoredSet, ood_sets
@@ -117,7 +117,7 @@ def ood(
             m = ood_metrics(scores[in_set.key][score], scores[out_set.key][score])
             rows.append({"in": in_set.label, "out": out_set.label, "score": score, **m})
     labels = {s.key: s.label for s in [in_set, *out_sets]}
-    out_dir = command_dir(ref.run_dir, "ood", opts.out)
+    out_dir = command_dir(output_base(ref), "ood", opts.out)
     files = {}
     for score in opts.scores:
         hist = score_histogram_png({labels[k]: v[score] for k, v in scores.items()}, f"{score} ({SIGN_CONVENTION})")

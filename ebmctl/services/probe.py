@@ -20,7 +20,7 @@ from ebmctl.checkpoints import write_bytes_atomic
 from ebmctl.data import to_float
 from ebmctl.data.registry import dataset_entry, dataset_names
 from ebmctl.errors import CapabilityError, UsageError
-from ebmctl.runs import RunRef, command_dir, write_json
+from ebmctl.runs import RunRef, command_dir, output_base, write_json
 from ebmctl.services.build import data_root, dataset_from, resolve_device
 from ebmctl.services.loading import LoadedRun, load_run
 from ebmctl.services.reporting import NullReporter, Reporter
@@ -165,7 +165,7 @@ def probe(
                                                                  f"1-NN confusion, {kind} features, {label}")
             rows.append({**base, "probe": "1nn", "shots": "full", "mean": float(np.trace(matrix) / len(present)),
                          "std": 0.0, "runs": 1, "accuracies": [], "note": "mean per-class recall"})
-    out_dir = command_dir(ref.run_dir, "probe", opts.out)  # only once everything is computed
+    out_dir = command_dir(output_base(ref), "probe", opts.out)  # only once everything is computed
     for key, png in pictures.items():
         write_bytes_atomic(out_dir / f"{key}.png", png)
         files[key] = str(out_dir / f"{key}.png")

@@ -12,13 +12,13 @@ from torch import Tensor
 
 from ebmctl.checkpoints import save_tensors, write_bytes_atomic
 from ebmctl.errors import CapabilityError
-from ebmctl.runs import RunRef, command_dir, write_json
+from ebmctl.runs import RunRef, command_dir, output_base, write_json
 from ebmctl.services.build import resolve_device
 from ebmctl.services.chain_progress import ChainProgress
 from ebmctl.services.loading import load_run
 from ebmctl.services.pictures import hat_chains_png, image_grid_png
 from ebmctl.services.reporting import NullReporter, Reporter
-from ebmctl.services.sample import fid_metrics
+from ebmctl.services.sample import check_fid_count, fid_metrics
 
 
 @dataclass
@@ -71,6 +71,8 @@ def refine(
                               "train one first, e.g. ebmctl train --preset hat-refine-shapes, and pass it to --run")
     method = run.method
     n = opts.n if opts.n is not None else run.spec.sample.n
+    if opts.fid:
+        check_fid_count(n, "add --no-fid")
     steps = opts.steps if opts.steps is not None else run.spec.sample.steps
     torch.manual_seed(opts.seed)
     keep = set(snapshot_steps(steps, opts.snapshots))
@@ -120,7 +122,7 @@ def refine(
         before_metrics = fid_metrics(run, before, cli_data_root=cli_data_root, device=torch_device, reporter=reporter)
         after_metrics = fid_metrics(run, after, cli_data_root=cli_data_root, device=torch_device, reporter=reporter)
 
-    out_dir = command_dir(ref.run_dir, "refine", opts.out)
+    out_dir = command_dir(output_base(ref), "refine", opts.out)
     files = {name: str(out_dir / f"{name}.png") for name in ("before", "after", "chains")}
     write_bytes_atomic(out_dir / "before.png", image_grid_png(before[:64]))
     write_bytes_atomic(out_dir / "after.png", image_grid_png(after[:64]))

@@ -17,17 +17,18 @@ from ebmctl.data import to_float
 from ebmctl.data.classes import set_label
 from ebmctl.data.registry import dataset_entry, dataset_names
 from ebmctl.errors import CapabilityError, SpecError, UsageError
-from ebmctl.runs import RunRef, command_dir, write_json
+from ebmctl.runs import RunRef, command_dir, output_base, write_json
 from ebmctl.samplers.fastpath import PRECISIONS
 from ebmctl.samplers.langevin import LangevinParams
 from ebmctl.samplers.pool import PoolSchedule
-from ebmctl.samples_file import iter_rows, streaming_tensor_file
+from ebmctl.samples_file import StreamingTensorWriter, iter_rows, streaming_tensor_file
 from ebmctl.services.build import data_root, dataset_from, every_class, resolve_device
 from ebmctl.services.chain_progress import ChainProgress
 from ebmctl.services.conditioning import Condition, class_condition, instance_condition
 from ebmctl.services.loading import LoadedRun, load_replay_buffer, load_run
 from ebmctl.services.pictures import chain_strip_png, samples_png
 from ebmctl.services.reporting import NullReporter, Reporter
+from ebmctl.services.stopping import Interrupted, signal_name, signum_of, stop_signals
 from ebmctl.specs import DataSpec
 
 GRID_SAMPLES = 100  # the samples grid.png shows
@@ -93,6 +94,8 @@ def _settings(run: LoadedRun, opts: SampleOptions) -> dict[str, Any]:
     }
     if s["n"] < 1 or s["steps"] < 1:
         raise UsageError("--n and --steps must be at least 1", "e.g. ebmctl sample --steps 600 --n 64")
+    if opts.fid:
+        check_fid_count(s["n"], "drop --fid")
     if s["init"] not in ("noise", "buffer"):
         raise UsageError(f"unknown --init {s['init']!r}", "use noise or buffer")
     if s["precision"] not in PRECISIONS:
@@ -109,6 +112,15 @@ def _settings(run: LoadedRun, opts: SampleOptions) -> dict[str, Any]:
         s.update(step_size=None, noise=None, epsilon=getattr(method, "epsilon", None),
                  epsilon_latent=getattr(method, "epsilon_latent", None))
     return s
+
+
+def check_fid_count(n: int, without: str) -> None:
+    """Refuse, before sampling, fewer samples than FID/KID and precision/recall can be computed on."""
+    from ebmctl.evaluation.fid import MIN_IMAGES
+
+    if n < MIN_IMAGES:
+        raise UsageError(f"FID/KID and precision/recall need at least {MIN_IMAGES} samples; --n is {n}",
+                         f"raise --n (e.g. --n 1000), or {without}")
 
 
 def _pool_settings(run: LoadedRun, opts: SampleOptions, s: dict[str, Any]) -> None:
@@ -180,63 +192,83 @@ def sample(
             snapshots.append(x[:8].detach().cpu().clone())
             snapshot_steps.append(k + 1)
 
-    out_dir = command_dir(ref.run_dir, "sample", opts.out)
+    out_dir = command_dir(output_base(ref), "sample", opts.out)
     samples_path = out_dir / "samples.safetensors"
     files = {"samples": str(samples_path), "grid": str(out_dir / "grid.png")}
     meta = {"kind": "samples", "run": str(ref.run_dir), "settings": s, "checkpoint_step": run.step}
     started = time.perf_counter()
-    done = 0
     pools = -(-s["n"] // pool.size) if pool else 0
     batches = -(-s["n"] // opts.batch_size)
     label, total, unit = ((f"sample {s['n']}: {pools} pool(s) x {pool.rounds} rounds", pools * pool.rounds, "round")
                           if pool else (f"sample {s['n']} in {batches} batch(es) x {s['steps']} steps",
                                         batches * s["steps"], "step"))
     pool_steps: list[torch.Tensor] = []
+
+    def draw(writer: StreamingTensorWriter, bar: Any) -> None:
+        steps_of = ChainProgress(bar, pool.rounds if pool else s["steps"], _energy_meter(run, condition, s))
+        done = 0
+        for p in range(pools):  # the pool schedule: each pool from fresh chains, its first chains returned
+            assert pool is not None
+
+            def on_round(k: int, x: torch.Tensor, p: int = p) -> None:
+                if p == 0 and len(x) >= min(8, pool.size):  # snapshots of one size
+                    keep(k, x)
+
+            res = run.method.sample_pool(
+                pool, step_size=s["step_size"], noise=s["noise"], init=s["init"], ema=s["ema"],
+                energy=condition.energy_for(0, pool.size) if condition else None,
+                callback=steps_of.batch(p, then=on_round),
+            )
+            b = min(pool.size, s["n"] - done)
+            x = res.x[:b].detach().cpu()
+            pool_steps.append(res.steps(pool)[:b])
+            writer.write(x)
+            have = sum(len(c) for c in kept)
+            if have < keep_n:
+                kept.append(x[: keep_n - have].clone())
+            done += b
+        while done < s["n"]:
+            b = min(opts.batch_size, s["n"] - done)
+            batch = done // opts.batch_size
+            x = run.method.sample(
+                b, steps=s["steps"], step_size=s["step_size"], noise=s["noise"], init=s["init"],
+                aug_every=s["aug_every"], plain_steps=s["plain_steps"], ema=s["ema"],
+                energy=condition.energy_for(done, b) if condition else None,
+                callback=steps_of.batch(batch, then=keep if done == 0 else None),
+            ).detach().cpu()
+            writer.write(x)
+            have = sum(len(c) for c in kept)
+            if have < keep_n:
+                kept.append(x[: keep_n - have].clone())
+            done += b
+            bar.update((batch + 1) * s["steps"])
+
+    stopped: KeyboardInterrupt | None = None
     try:
-        with streaming_tensor_file(samples_path, "samples", s["n"], meta) as writer, reporter.progress(
-            label, total, unit=unit, fields=("mean E",)
-        ) as bar:
-            steps_of = ChainProgress(bar, pool.rounds if pool else s["steps"], _energy_meter(run, condition, s))
-            for p in range(pools):  # the pool schedule: each pool from fresh chains, its first chains returned
-                assert pool is not None
-
-                def on_round(k: int, x: torch.Tensor, p: int = p) -> None:
-                    if p == 0 and len(x) >= min(8, pool.size):  # snapshots of one size
-                        keep(k, x)
-
-                res = run.method.sample_pool(
-                    pool, step_size=s["step_size"], noise=s["noise"], init=s["init"], ema=s["ema"],
-                    energy=condition.energy_for(0, pool.size) if condition else None,
-                    callback=steps_of.batch(p, then=on_round),
-                )
-                b = min(pool.size, s["n"] - done)
-                x = res.x[:b].detach().cpu()
-                pool_steps.append(res.steps(pool)[:b])
-                writer.write(x)
-                have = sum(len(c) for c in kept)
-                if have < keep_n:
-                    kept.append(x[: keep_n - have].clone())
-                done += b
-            while done < s["n"]:
-                b = min(opts.batch_size, s["n"] - done)
-                batch = done // opts.batch_size
-                x = run.method.sample(
-                    b, steps=s["steps"], step_size=s["step_size"], noise=s["noise"], init=s["init"],
-                    aug_every=s["aug_every"], plain_steps=s["plain_steps"], ema=s["ema"],
-                    energy=condition.energy_for(done, b) if condition else None,
-                    callback=steps_of.batch(batch, then=keep if done == 0 else None),
-                ).detach().cpu()
-                writer.write(x)
-                have = sum(len(c) for c in kept)
-                if have < keep_n:
-                    kept.append(x[: keep_n - have].clone())
-                done += b
-                bar.update((batch + 1) * s["steps"])
-    except BaseException:
+        with stop_signals(graceful=False), streaming_tensor_file(samples_path, "samples", s["n"], meta) as writer, \
+                reporter.progress(label, total, unit=unit, fields=("mean E",)) as bar:
+            try:
+                draw(writer, bar)
+            except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM or SIGHUP: keep the finished batches
+                if writer.written == 0:
+                    raise
+                stopped = exc
+                writer.keep_written()
+    except KeyboardInterrupt as exc:
         if opts.out is None:  # the fresh <run>/sample/<timestamp> folder, empty again
             with suppress(OSError):
                 out_dir.rmdir()
+        signum = signum_of(exc)
+        raise Interrupted(f"interrupted by {signal_name(signum)} before the first batch of samples was finished; "
+                          "nothing was saved", "run the command again", signum) from None
+    except BaseException:
+        if opts.out is None:
+            with suppress(OSError):
+                out_dir.rmdir()
         raise
+    done = writer.written
+    if stopped is not None:
+        s.update(n_requested=s["n"], n=done)
     first = torch.cat(kept)
     seconds = time.perf_counter() - started
     if pool_steps:  # each chain of a pool gets its own number of rounds
@@ -259,6 +291,15 @@ def sample(
         write_bytes_atomic(out_dir / "like.png", samples_png(condition.reference, None, title="reference"))
         files["like"] = str(out_dir / "like.png")
 
+    if stopped is not None:  # what was drawn is saved; the metrics wait for a complete set
+        signum = signum_of(stopped)
+        s["interrupted_by"] = signal_name(signum)
+        result = SampleResult(out_dir, done, s.get("steps", 0), seconds, files, {}, s)
+        write_json(out_dir / "result.json", {"command": "sample", **result.to_dict()})
+        raise Interrupted(f"interrupted by {signal_name(signum)} after {done} of {s['n_requested']} samples; the {done} "
+                          f"finished are saved in {out_dir} (samples.safetensors, grid.png)",
+                          f"run the command again for all {s['n_requested']}" + (" and the metrics" if opts.fid else ""),
+                          signum)
     metrics: dict[str, Any] = {}
     if opts.fid:  # on the first eval.fid_samples samples (and as many eval.fid_reference images)
         metrics = fid_metrics(run, first[: run.spec.eval.fid_samples], cli_data_root=cli_data_root,

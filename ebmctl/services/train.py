@@ -11,7 +11,7 @@ import shutil
 import signal
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,12 +19,14 @@ from typing import Any
 import torch
 
 from ebmctl import __version__
-from ebmctl.checkpoints import load_tensors, save_tensors, write_bytes_atomic
+from ebmctl.checkpoints import load_tensors, read_meta, save_tensors, write_bytes_atomic
 from ebmctl.data import BatchStream, DataInfo, to_float
-from ebmctl.errors import CapabilityError, CheckpointError, DivergenceError, EbmctlError, RunError, SpecError
+from ebmctl.errors import CapabilityError, CheckpointError, DivergenceError, RunError, SpecError
 from ebmctl.methods.parts import Replicated
 from ebmctl.methods.state import rng_state, set_rng_state
+from ebmctl.run_lock import RunLock
 from ebmctl.runs import (
+    METRICS,
     MODEL_CKPT,
     RUN_JSON,
     SPEC_JSON,
@@ -36,6 +38,7 @@ from ebmctl.runs import (
     read_json,
     read_metrics,
     start_run_json,
+    sweep_staging,
     truncate_metrics,
     update_run_json,
     write_json,
@@ -60,20 +63,15 @@ from ebmctl.services.distributed import (
 from ebmctl.services.generators import GENERATOR_CKPT, GeneratorSource, generator_file, resolve_generator
 from ebmctl.services.guard import GuardState, Remedies, negatives_diversity, problem
 from ebmctl.services.loggers import Loggers, check_loggers, open_loggers
+from ebmctl.services.memory import check_buffer_fits
 from ebmctl.services.pictures import samples_png, training_curves_png
 from ebmctl.services.reporting import NullReporter, Reporter
+from ebmctl.services.stopping import Interrupted, signal_name, signum_of, stop_signals
 from ebmctl.specs import RunSpec, deep_merge, spec_to_json, validate_spec
 
 # Keys a resume may change: how long to train and how often to write, never what is trained.
 RESUMABLE_KEYS = ("train.steps", "train.log_every", "train.checkpoint_every", "train.sample_every", "train.loggers",
-                  "data.root", "data.workers", "data.download", "sample", "eval", "guard")
-
-
-class Interrupted(EbmctlError):
-    """Training stopped by Ctrl-C after saving a checkpoint (exit 130)."""
-
-    exit_code = 130
-    kind = "interrupted"
+                  "data.root", "data.workers", "data.download", "data.verify_checksums", "sample", "eval", "guard")
 
 
 # Errors every process raises at the same step (the stop flag and the metrics are agreed on by all).
@@ -141,29 +139,6 @@ class _Window:
 
     def state(self) -> dict[str, Any]:
         return {"sums": self.sums, "counts": self.counts}
-
-
-@contextmanager
-def _sigint_flag() -> Iterator[dict[str, bool]]:
-    """Turn the first Ctrl-C into a flag checked between steps; a second one interrupts at once."""
-    flag = {"stop": False}
-    previous = signal.getsignal(signal.SIGINT)
-
-    def handler(signum: int, frame: Any) -> None:
-        if flag["stop"]:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            raise KeyboardInterrupt
-        flag["stop"] = True
-
-    try:
-        signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not in the main thread: leave the default behaviour
-        yield flag
-        return
-    try:
-        yield flag
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 class Trainer:
@@ -294,7 +269,9 @@ class Trainer:
         if procs.main:
             self.loggers = open_loggers(tr.loggers, self.run_dir, self.step)
         stream = self._batches()
-        with _sigint_flag() as flag, self.reporter.progress("train", tr.steps, unit="step", fields=fields) as bar:
+        with stop_signals(graceful=True) as stop_request, self.reporter.progress(
+            "train", tr.steps, unit="step", fields=fields
+        ) as bar:
             bar.update(self.step)
             while self.step < tr.steps:
                 x, labels = next(stream)
@@ -302,7 +279,7 @@ class Trainer:
                 y = labels.to(self.device) if self.condition is not None else None
                 metrics = self.method.train_step(x, y)
                 metrics.update(negatives_diversity(self.method, x))
-                metrics, stop = procs.agree(metrics, flag["stop"])  # means over the processes
+                metrics, stop = procs.agree(metrics, stop_request.requested)  # means over the processes
                 self.step += 1
                 reason = problem(metrics, spec.guard) if spec.guard.enabled else _non_finite(metrics)
                 if reason is not None:
@@ -335,8 +312,9 @@ class Trainer:
                     self.save()
                     if procs.main:
                         update_run_json(self.run_dir, status="interrupted")
-                    raise Interrupted(f"interrupted at step {self.step}/{tr.steps}; a checkpoint was saved",
-                                      f"resume with: {self.resume_command()}")
+                    signum = stop_request.signum or signal.SIGINT  # another process of the run was signalled
+                    raise Interrupted(f"interrupted at step {self.step}/{tr.steps} by {signal_name(signum)}; a "
+                                      "checkpoint was saved", f"resume with: {self.resume_command()}", signum)
         if not procs.main:
             return TrainResult(self.run_dir, "completed", self.step, tr.steps, time.perf_counter() - started)
         self.write_negatives("final")
@@ -415,11 +393,13 @@ def train(
     cli_data_root: str | None = None,
     reporter: Reporter | None = None,
 ) -> TrainResult:
-    """Train a new run of ``spec`` under ``runs_root`` (as one of several processes when launched by torchrun)."""
-    with session(device, collective=COLLECTIVE_ENDS) as procs:
+    """Train a new run of ``spec`` under ``runs_root`` (as one of several processes when launched by torchrun).
+    The run is locked (:mod:`ebmctl.run_lock`) from before its directory appears until training ends."""
+    with session(device, collective=COLLECTIVE_ENDS) as procs, RunLock() as lock:
         reporter = (reporter or NullReporter()) if procs.main else NullReporter()
         if procs.main:
             ensure_writable(runs_root)  # before any work: an unwritable runs directory fails at once
+            _report_staging(runs_root, reporter)
         torch_device = procs.device
         seed_everything(spec.seed)
         source = None
@@ -428,6 +408,7 @@ def train(
             spec = spec.model_copy(update={"hat": spec.hat.model_copy(update={"generator_net": source.arch})})
         # Build everything (data, net) before the run directory exists: a bad spec leaves nothing behind.
         trainer = Trainer(spec, device=torch_device, cli_data_root=cli_data_root, reporter=reporter, procs=procs)
+        check_buffer_fits(trainer.method, trainer.info.shape, torch_device, resuming=False)
         if source is not None:
             _install_generator(trainer, source)
         run_dir = None
@@ -436,6 +417,7 @@ def train(
             parents = [str(source.origin)] if source is not None else []
 
             def fill(folder: Path, name: str) -> None:
+                lock.acquire(folder)  # the lock file travels with the folder when it is renamed into place
                 write_json(folder / SPEC_JSON, trainer.spec_doc)
                 start_run_json(folder, preset=spec.preset, method=spec.method.name, device=str(torch_device),
                                parents=parents, name=name)
@@ -443,6 +425,7 @@ def train(
                     update_run_json(folder, processes=procs.world, backend=procs.backend)
 
             run_dir = new_run_dir(runs_root, spec.preset or spec.method.name, fill)
+            lock.moved_to(run_dir)
         trainer.run_dir = Path(procs.broadcast(str(run_dir)))
         where = f"{torch_device}" if not procs.parallel else f"{procs.world} processes, {procs.backend}"
         reporter.info(f"run {trainer.run_dir} ({spec.method.name}, {spec.net.name}, {trainer.info.name}, {where})")
@@ -458,8 +441,8 @@ def resume(
     reporter: Reporter | None = None,
 ) -> TrainResult:
     """Continue ``run_dir`` from its last checkpoint; ``overrides`` may only touch RESUMABLE_KEYS. A run trained
-    on several processes resumes on as many."""
-    with session(device, collective=COLLECTIVE_ENDS) as procs:
+    on several processes resumes on as many. A run another process is training is refused."""
+    with session(device, collective=COLLECTIVE_ENDS) as procs, RunLock() as lock:
         reporter = (reporter or NullReporter()) if procs.main else NullReporter()
         saved = read_json(run_dir / SPEC_JSON)
         for path in _flat_paths(overrides or {}):
@@ -469,15 +452,18 @@ def resume(
         spec = validate_spec(deep_merge(saved, overrides or {}))
         if procs.main:
             ensure_writable(run_dir)
+            lock.acquire(run_dir)  # before anything in the run is read for training or changed
         torch_device = procs.device
         seed_everything(spec.seed)
         trainer = Trainer(spec, device=torch_device, cli_data_root=cli_data_root, reporter=reporter, run_dir=run_dir,
                           procs=procs)
+        check_buffer_fits(trainer.method, trainer.info.shape, torch_device, resuming=True)
         if procs.main:
             check_free_space(run_dir, 3 * _checkpoint_bytes(trainer))
         if (run_dir / STATE_CKPT).exists():
             trainer.restore()
         else:
+            _refuse_to_start_over(trainer)
             if procs.main:
                 truncate_metrics(run_dir, 0)
             if _stands_on_generator(spec):  # killed before its first checkpoint: read the generator again
@@ -490,6 +476,34 @@ def resume(
                             **({"processes": procs.world, "backend": procs.backend} if procs.parallel else {}))
         reporter.info(f"resuming {run_dir} at step {trainer.step}/{spec.train.steps}")
         return _run_guarded(trainer)
+
+
+def _refuse_to_start_over(trainer: Trainer) -> None:
+    """Without its state file a run may only start from step 0 if it never trained past it (a kill before its
+    first checkpoint); otherwise starting over would overwrite the weights it had reached."""
+    run_dir = trainer.run_dir
+    reached = {"run.json": read_json(run_dir / RUN_JSON).get("step", 0),
+               METRICS: max((r.get("step", 0) for r in read_metrics(run_dir)), default=0)}
+    with suppress(CheckpointError):
+        if (run_dir / MODEL_CKPT).is_file():
+            reached[MODEL_CKPT] = read_meta(run_dir / MODEL_CKPT).get("step", 0)
+    where, step = max(reached.items(), key=lambda item: item[1] if isinstance(item[1], int) else 0)
+    if not isinstance(step, int) or step <= 0:
+        return
+    caps = trainer.method.CAPABILITIES
+    use = f"ebmctl {'sample' if 'sample' in caps else 'probe'} --run {run_dir}"
+    again = f"ebmctl train --preset {trainer.spec.preset}" if trainer.spec.preset else "a new ebmctl train"
+    raise CheckpointError(f"cannot resume {run_dir.name}: {STATE_CKPT} is missing, and the run had reached step {step} "
+                          f"(recorded in {where}); starting over would overwrite that training",
+                          f"put the state file back to resume exactly; or use the step-{step} model as it is: {use}; "
+                          f"or start a new run: {again}")
+
+
+def _report_staging(runs_root: Path, reporter: Reporter) -> None:
+    removed = sweep_staging(runs_root)
+    if removed:
+        reporter.info(f"removed {len(removed)} half-made run folder(s) that killed runs left in {runs_root}: "
+                      f"{', '.join(removed)}")
 
 
 def _sweep_temporaries(run_dir: Path) -> None:
@@ -539,10 +553,12 @@ def _run_guarded(trainer: Trainer, *, fresh: bool = False) -> TrainResult:
         return trainer.run()
     except COLLECTIVE_ENDS:
         raise
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # a second signal: stopped at once, the last checkpoint stays
         if main:
             update_run_json(trainer.run_dir, status="interrupted")
-        raise Interrupted(f"interrupted at step {trainer.step}", f"resume with: {trainer.resume_command()}") from None
+        signum = signum_of(exc)
+        raise Interrupted(f"interrupted at step {trainer.step} by {signal_name(signum)}; the last checkpoint stays",
+                          f"resume with: {trainer.resume_command()}", signum) from None
     except BaseException as exc:
         if main and fresh and trainer.step == 0:
             shutil.rmtree(trainer.run_dir, ignore_errors=True)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
+from hints import assert_hint_works
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
@@ -144,6 +145,7 @@ def check(world: World, capsys, category: str, argv: list[str], *, device: bool 
     assert "Traceback" not in out + err, shown
     assert out == "", shown
     assert snapshot(world.runs) == before, shown
+    assert_hint_works(argv, line)
     return line
 
 
@@ -729,6 +731,7 @@ def test_unknown_home_directories(world, capsys, option, path, command):
     assert code in (1, 2) and len(lines) == 1 and lines[0].startswith("error: ") and "(hint: " in lines[0], shown
     assert "internal error" not in err and "Traceback" not in out + err, shown
     assert snapshot(world.runs) == before, shown
+    assert_hint_works([option, path, *command], lines[0])
 
 
 # Image sides each preset's net cannot take, as measured by one-step runs (batch 2): strided convs shrink the

@@ -130,7 +130,7 @@ def run_cli(capsys: Any, bank: Bank, argv: list[str], *, expect: str, what: str)
         tidy(bank.runs, before)
         return
     context = f"{what}: {argv} -> exit {code}\nstderr: {err!r}"
-    assert_one_line_failure(code, out, err, context)
+    assert_one_line_failure(code, out, err, context, argv)
     after = runs_tree(bank.runs)
     assert after == before, f"{context}\nchanged: {sorted(set(after.items()) ^ set(before.items()))[:6]}"
 

@@ -1,8 +1,9 @@
 """Run names and output paths cannot escape the runs directory.
 
 Rules: a run name (``--run NAME``, a preset name in a run directory's name) resolves inside the runs directory;
-``--out`` is taken relative to the run directory and must stay inside it (after ``..`` and symbolic links), so a
-command writes only inside the run it works on. A run directory or checkpoint named by its path may be read.
+a relative ``--out`` is taken relative to the run directory (or the run's folder under ``--outputs-dir``) and must
+stay inside it (after ``..`` and symbolic links); an absolute ``--out`` is the user's own choice. A run directory
+or checkpoint named by its path may be read.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def test_a_preset_name_cannot_place_a_run_outside(cli, tmp_path):
 
     # --out of sample: relative to the run, inside it; anything leaving it is refused before sampling
     refused = cli("--quiet", "sample", "--run", run.name, "--n", "2", "--steps", "1", "--out", "../../escaped")
-    assert refused.code == 2 and "outside the run directory" in refused.err and "hint:" in refused.err
+    assert refused.code == 2 and f"is outside {run}" in refused.err and "hint:" in refused.err
     assert not (cli.runs / "escaped").exists() and not (cli.runs.parent / "escaped").exists()
     assert not (run / "sample").exists()
     kept = cli("--quiet", "--json", "sample", "--run", run.name, "--n", "2", "--steps", "1", "--out", "mine")
@@ -101,9 +102,11 @@ def test_run_that_leaves_is_a_usage_error_on_the_command_line(cli, tmp_path, mon
                                      ["ood", "--in", "shapes32", "--out", "textures", "--out-dir"]])
 def test_out_outside_the_run_is_refused_before_any_work(cli, tmp_path, command):
     run = _fake_run(cli.runs / "r")  # not loadable: a refusal must come before the run is read
-    for out in ("../elsewhere", str(tmp_path / "elsewhere"), ".", "sub/../../elsewhere"):
+    for out in ("../elsewhere", ".", "sub/../../elsewhere"):
         result = cli("--quiet", *command, out, "--run", "r")
-        assert result.code == 2 and "outside the run directory" in result.err, (command, out, result.err)
+        assert result.code == 2 and f"is outside {run}" in result.err, (command, out, result.err)
+    result = cli("--quiet", *command, "", "--run", "r")
+    assert result.code == 2 and f"{command[-1]} is empty" in result.err, result.err
     assert not (tmp_path / "elsewhere").exists() and not (cli.runs / "elsewhere").exists()
     assert _tree(run) == {Path(SPEC_JSON), Path(RUN_JSON)}
 
@@ -113,14 +116,16 @@ def test_command_dir_keeps_out_inside_the_run(tmp_path):
     assert command_dir(run, "sample", "mine") == run / "mine" and (run / "mine").is_dir()
     assert command_dir(run, "sample", "a/b/../c") == run / "a" / "c"
     assert command_dir(run, "sample", str(run / "abs")) == run / "abs"  # an absolute path inside the run
+    assert command_dir(run, "sample", str(tmp_path / "abs" / "..")) == tmp_path  # or anywhere: the user's choice
     fresh = command_dir(run, "sample")
     assert fresh.parent == run / "sample"
     (run / "link").symlink_to(tmp_path, target_is_directory=True)
-    for bad in ("..", "../other", "../../x", str(tmp_path / "x"), ".", "", "link/x", "mine/../../r2"):
+    for bad in ("..", "../other", "../../x", ".", "link/x", "mine/../../r2"):
         with pytest.raises(UsageError) as err:
             command_dir(run, "sample", bad)
-        assert "outside the run directory" in err.value.message and "relative to the run" in err.value.hint
+        assert f"is outside {run}" in err.value.message and "relative to the run" in err.value.hint
+    with pytest.raises(UsageError, match="is empty"):
+        command_dir(run, "sample", " ")
     assert not (tmp_path / "x").exists() and not (tmp_path / "other").exists()
     assert not (tmp_path / "runs" / "other").exists() and not (tmp_path / "runs" / "r2").exists()
-    with pytest.raises(UsageError):
-        out_path(run, "~")
+    assert out_path(run, "~/x") == Path.home() / "x"  # absolute once expanded

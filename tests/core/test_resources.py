@@ -6,6 +6,7 @@ import errno
 import json
 import os
 import shutil
+import types
 from pathlib import Path
 
 import pytest
@@ -169,3 +170,119 @@ def test_disk_full_during_training_is_one_line_and_the_checkpoint_survives(cli, 
     assert load_tensors(run / MODEL_CKPT)[1]["step"] == 2
     assert _no_temporary_files(run)
     assert json.loads((run / "run.json").read_text())["status"] == "failed"
+
+
+# ------------------------------------------------------------------------------------------ read-only runs
+
+
+def _read_only(monkeypatch, folder: Path) -> None:
+    """Make ``folder`` look like a read-only file system: writes fail, and asking says so."""
+    inside = lambda path, *rest, **kw: str(path).startswith(str(folder))  # noqa: E731
+    writes = lambda path, flags=os.O_RDONLY, *rest, **kw: inside(path) and flags & (os.O_WRONLY | os.O_RDWR)  # noqa: E731
+    _refuse(monkeypatch, "open", errno.EROFS, writes)
+    _refuse(monkeypatch, "mkdir", errno.EROFS, inside)
+    real_access, real_statvfs = os.access, os.statvfs
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: False if inside(path) and mode & os.W_OK
+                        else real_access(path, mode, **kw))
+
+    def statvfs(path):
+        if not inside(path):
+            return real_statvfs(path)
+        return types.SimpleNamespace(f_flag=real_statvfs(path).f_flag | os.ST_RDONLY)
+
+    monkeypatch.setattr(os, "statvfs", statvfs)
+
+
+@pytest.mark.parametrize("command, option", [(["sample", "--n", "4", "--steps", "2"], "--out"),
+                                             (["ood", "--in", "shapes32", "--out", "textures", "--n", "8"], "--out-dir")])
+def test_a_run_on_a_read_only_disk_is_refused_before_the_work_and_writes_elsewhere(cli, tmp_path, monkeypatch,
+                                                                                   command, option):
+    """Before, sample and ood computed everything and then ended in "internal error: OSError: Read-only file system"."""
+    import ebmctl.services.ood as ood_service
+    import ebmctl.services.sample as sample_service
+
+    quick = ["--preset", "quickstart", "--steps", "1", "--set", "net.width=4", "--set", "train.batch_size=8",
+             "--set", "sampler.steps=2", "--set", "buffer.size=16", "--set", "method.kl_chains=4",
+             "--set", "method.entropy_min_buffer=10", "--set", "method.entropy_refs=5"]
+    assert cli("--quiet", "train", *quick).code == 0
+    (run,) = list(cli.runs.iterdir())
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    _read_only(monkeypatch, run)
+    real_loads = {m: m.load_run for m in (sample_service, ood_service)}
+    for module in real_loads:
+        monkeypatch.setattr(module, "load_run", lambda *a, **k: pytest.fail("the work started"))
+    refused = cli("--quiet", *command)
+    assert refused.code == 1, refused.err
+    line = refused.err.strip()
+    assert "\n" not in line and "read-only file system" in line and f"{option} /an/absolute/folder" in line, line
+    assert "--outputs-dir DIR" in line and "internal error" not in line
+    for module, load in real_loads.items():
+        monkeypatch.setattr(module, "load_run", load)
+
+    elsewhere = tmp_path / "elsewhere"
+    done = cli("--quiet", "--json", *command, option, str(elsewhere))  # an absolute folder outside the run
+    assert done.code == 0, done.err
+    assert json.loads(done.out)["out"] == str(elsewhere) and (elsewhere / "result.json").is_file()
+    outputs = tmp_path / "outputs"
+    done = cli("--quiet", "--json", "--outputs-dir", str(outputs), *command)  # a folder per run there
+    assert done.code == 0, done.err
+    out = Path(json.loads(done.out)["out"])
+    assert out.parent == outputs / run.name / command[0] and (out / "result.json").is_file()
+    escaped = cli("--quiet", "--outputs-dir", str(outputs), *command, option, "../../x")  # names stay inside
+    assert escaped.code == 2 and f"is outside {outputs / run.name}" in escaped.err, escaped.err
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
+
+
+# --------------------------------------------------------------------------------------------- memory
+
+
+def test_a_buffer_larger_than_the_memory_limit_is_refused_up_front(tmp_path):
+    """Before, --set buffer.size=3000000 under a 6 GB limit ended in an allocator error ("internal error")."""
+    import resource
+    import subprocess
+    import sys
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (6 * 10**9, 6 * 10**9))
+
+    proc = subprocess.run([sys.executable, "-m", "ebmctl", "--runs-dir", str(tmp_path / "runs"), "--device", "cpu",
+                           "train", "--preset", "quickstart", "--set", "buffer.size=3000000", "--steps", "1"],
+                          preexec_fn=limit, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 1, proc.stderr
+    line = proc.stderr.strip()
+    assert line.startswith("error: the replay buffer needs 9.2 GB (buffer.size=3000000 x 3x32x32); only "), line
+    assert "ulimit -v" in line and "--set buffer.size=" in line and "\n" not in line
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_a_resumed_run_whose_buffer_no_longer_fits_is_refused_without_a_buffer_size_hint(cli, monkeypatch):
+    import ebmctl.services.memory as memory
+
+    assert cli("--quiet", "train", *TOY, "--steps", "1").code == 0
+    (run,) = list(cli.runs.iterdir())
+    monkeypatch.setattr(memory, "available_memory", lambda device: (100, "on this machine"))
+    result = cli("train", "--resume", str(run), "--steps", "2")
+    assert result.code == 1 and "the replay buffer needs" in result.err and "keeps its buffer.size" in result.err
+
+
+@pytest.mark.parametrize("command", [["sample", "--n", "2", "--fid"], ["refine", "--n", "2"]])
+def test_fid_on_too_few_samples_is_refused_before_sampling(cli, monkeypatch, command):
+    """Before, `sample --n 2 --fid` sampled first and then failed with "need at least 4 images"."""
+    import ebmctl.services.sample as sample_service
+
+    quick = ["--preset", "sngan-shapes" if command[0] == "refine" else "quickstart", "--steps", "1"]
+    tiny = {"refine": ["--set", "net.ngf=16", "--set", "net.ndf=16", "--set", "net.nz=8", "--set", "train.batch_size=4",
+                       "--set", "method.n_dis=1"],
+            "sample": ["--set", "net.width=4", "--set", "train.batch_size=8", "--set", "sampler.steps=2",
+                       "--set", "buffer.size=16", "--set", "method.kl_chains=4", "--set", "method.entropy_min_buffer=10",
+                       "--set", "method.entropy_refs=5"]}[command[0]]
+    assert cli("--quiet", "train", *quick, *tiny).code == 0
+    if command[0] == "refine":
+        hat = ["--preset", "hat-refine-shapes", "--steps", "1", "--set", "net.ndf=16", "--set", "train.batch_size=4",
+               "--set", "sampler.steps=2", "--set", "sample.steps=2"]
+        assert cli("--quiet", "train", *hat).code == 0
+    monkeypatch.setattr(sample_service, "streaming_tensor_file", lambda *a, **k: pytest.fail("sampling started"))
+    result = cli(*command)
+    assert result.code == 2, result.err
+    assert "need at least 4 samples; --n is 2" in result.err and "internal error" not in result.err

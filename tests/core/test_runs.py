@@ -103,3 +103,25 @@ def test_a_new_run_appears_whole_or_not_at_all(tmp_path):
     write_json(tmp_path / ".q-x.partial" / "spec.json", {})
     write_json(tmp_path / ".q-x.partial" / "run.json", {"status": "running"})
     assert [p for p, _ in list_runs(tmp_path)] == [run]
+
+
+def test_staging_folders_left_by_kills_are_removed_and_reported(cli):
+    """A kill while a run directory was being made leaves a hidden `.NAME.XXXX.partial` folder: the next `train`
+    removes it (once it is too old to be another process's, and no process holds it) and says so."""
+    import os
+
+    from ebmctl.runs import STAGING_GRACE_S
+
+    cli.runs.mkdir(parents=True)
+    stale, fresh = cli.runs / ".quickstart-20260101-120000.ab12cd.partial", cli.runs / ".igebm-toy-x.ef34gh.partial"
+    for folder in (stale, fresh):
+        folder.mkdir()
+        (folder / "spec.json").write_text("{}")
+    old = time.time() - 2 * STAGING_GRACE_S
+    os.utime(stale, (old, old))
+    result = cli("train", "--preset", "igebm-toy", "--steps", "1", "--set", "train.batch_size=8",
+                 "--set", "sampler.steps=1", "--set", "buffer.size=16")
+    assert result.code == 0, result.err
+    assert f"removed 1 half-made run folder(s) that killed runs left in {cli.runs}: {stale.name}" in " ".join(
+        result.err.split())
+    assert not stale.exists() and fresh.exists()

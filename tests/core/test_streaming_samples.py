@@ -8,10 +8,9 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
-from safetensors.torch import save as st_save
 
 import ebmctl.services.sample as sample_service
-from ebmctl.checkpoints import META_KEY, load_tensors, read_meta, save_tensors
+from ebmctl.checkpoints import load_tensors, read_meta, save_tensors
 from ebmctl.runs import resolve_run
 from ebmctl.samples_file import iter_rows, streaming_tensor_file
 from ebmctl.services.loading import load_run
@@ -100,8 +99,11 @@ def test_sample_streams_the_seeded_samples_into_one_file(run_ref, monkeypatch):
     tensors, meta = load_tensors(path)
     expected = torch.cat(batches)
     assert torch.equal(tensors["samples"], expected) and tensors["samples"].shape == (10, 3, 32, 32)
-    # the same bytes as writing the whole tensor at once, with the metadata ebmctl always wrote
-    assert path.read_bytes() == st_save({"samples": expected}, metadata={META_KEY: json.dumps(meta, sort_keys=True)})
+    # the same bytes as writing the whole tensor at once, with the metadata (and digest) ebmctl always writes
+    whole = result.out_dir / "whole.safetensors"
+    save_tensors(whole, {"samples": expected}, meta)
+    assert path.read_bytes() == whole.read_bytes()
+    whole.unlink()
     assert set(meta) == {"kind", "run", "settings", "checkpoint_step"} and meta["kind"] == "samples"
     assert meta["settings"]["n"] == 10 and meta["checkpoint_step"] == 2 and meta["run"] == str(run_ref.run_dir)
     assert (result.out_dir / "grid.png").is_file() and (result.out_dir / "result.json").is_file()
@@ -151,16 +153,37 @@ def test_sample_memory_does_not_grow_with_n(run_ref, monkeypatch):
     assert peaks[64] - peaks[16] < 2 * batch_bytes, peaks
 
 
-def test_an_interrupted_sample_leaves_no_file_behind(run_ref, monkeypatch):
+def test_an_interrupted_sample_keeps_its_finished_batches_and_nothing_else(run_ref, monkeypatch):
+    from ebmctl.services.stopping import Interrupted
+
+    stop_at = {"k": 2}
+
     def stop(k):
-        if k == 2:
+        if k == stop_at["k"]:
             raise KeyboardInterrupt
 
-    _recording(monkeypatch, stop)
+    batches = _recording(monkeypatch, stop)
+    with pytest.raises(Interrupted) as err:
+        sample(run_ref, SampleOptions(n=8, steps=1, batch_size=2, out="kept"), device="cpu")
+    assert err.value.exit_code == 130 and "after 4 of 8 samples" in err.value.message
+    tensors, meta = load_tensors(run_ref.run_dir / "kept" / "samples.safetensors")
+    assert torch.equal(tensors["samples"], torch.cat(batches[:2])) and meta["settings"]["n"] == 8
+    assert json.loads((run_ref.run_dir / "kept" / "result.json").read_text())["n"] == 4
+    stop_at["k"], batches[:] = 0, []  # before the first batch is finished: nothing to keep, no folder left
     before = set(run_ref.run_dir.rglob("*"))
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Interrupted, match="nothing was saved"):
         sample(run_ref, SampleOptions(n=8, steps=1, batch_size=2), device="cpu")
     assert set(run_ref.run_dir.rglob("*")) <= before | {run_ref.run_dir / "sample"}
-    with pytest.raises(KeyboardInterrupt):
-        sample(run_ref, SampleOptions(n=8, steps=1, batch_size=2, out="kept"), device="cpu")
-    assert list((run_ref.run_dir / "kept").iterdir()) == []
+    assert not list(run_ref.run_dir.rglob("*.tmp"))
+
+
+def test_a_stopped_stream_keeps_the_rows_written(tmp_path):
+    x = torch.rand(1000, 3)
+    path = tmp_path / "samples.safetensors"
+    with streaming_tensor_file(path, "samples", 1000, {"kind": "samples"}) as writer:
+        writer.write(x[:120])
+        writer.write(x[120:250])
+        assert writer.keep_written() == 250
+    tensors, meta = load_tensors(path)  # the digest checks out
+    assert torch.equal(tensors["samples"], x[:250]) and meta == {"kind": "samples"}
+    assert torch.equal(load_file(str(path))["samples"], x[:250])

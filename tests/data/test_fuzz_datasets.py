@@ -141,7 +141,7 @@ def run_cli(capsys: Any, env: Env, argv: list[str], *, expect: str, what: str) -
         tidy(env.runs, before)
         return
     context = f"{what}: {argv} -> exit {code}\nstderr: {err!r}"
-    assert_one_line_failure(code, out, err, context)
+    assert_one_line_failure(code, out, err, context, argv)
     after = runs_tree(env.runs)
     assert after == before, f"{context}\nchanged: {sorted(set(after.items()) ^ set(before.items()))[:6]}"
 

@@ -167,7 +167,8 @@ def test_usage_errors(runs, cli, tmp_path):
     _fails(cli("--quiet", "sample", "--run", run, "--n", "2", "--steps", "1", "--class", "circle", "--like",
                "shapes32:3"), 2, "cannot be combined")
     _fails(cli("--quiet", "compose", "--run", run, "--n", "2"), 2, "either --attrs", "--runs")
-    _fails(cli("--quiet", "compose", "--run", run, "--attrs", "circle", "--runs", run, "--n", "2"), 2, "either --attrs")
+    _fails(cli("--quiet", "compose", "--run", run, "--attrs", "circle", "--runs", run, "--n", "2"), 2,
+           "--attrs and --runs cannot be combined")
     _fails(cli("--quiet", "compose", "--run", run, "--attrs", "circle,red", "--op", "or", "--n", "2"), 2, "--op or")
 
 

@@ -39,7 +39,8 @@ def require_files(entry: DatasetEntry, root: Path, split: str) -> None:
         message = f"{entry.name} not found: expected {', '.join(expected)} in {directory}"
     else:
         message = f"{entry.name} is incomplete: {directory} lacks {', '.join(missing)} (expected {', '.join(expected)})"
-    raise DataError(message, hint=entry.how_to_get)
+    raise DataError(message, hint=entry.how_to_get,
+                    setting=("data.download=true", "to let torchvision fetch it") if entry.downloadable else None)
 
 
 @contextmanager
@@ -64,8 +65,8 @@ def reading(entry: DatasetEntry, root: Path, *, verify_checksums: bool, download
         if isinstance(exc, RuntimeError) and "corrupted" in str(exc) and verify_checksums:
             raise DataError(
                 f"{entry.name}: the files in {directory} do not match their checksums",
-                hint=f"re-download them ({entry.how_to_get}), or pass --set data.verify_checksums=false "
-                "if you know the files are right",
+                hint=f"re-download them ({entry.how_to_get})",
+                setting=("data.verify_checksums=false", "if you know the files are right"),
             ) from exc
         raise DataError(
             f"{entry.name}: cannot read the files in {directory} ({detail})",
