@@ -35,7 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "runs" / "claims"
 RESULTS = ROOT / "bench" / "claims-results.json"
 DOC = ROOT / "docs" / "claims.md"
-GUARD_OFF = ("guard.enabled=false",)  # a rollback would hide the instability a claim compares
+GUARD_OFF = ("guard.enabled=false",)
+AFTER_TRAINING = ("sample", "eval")  # spec sections that change what commands on a run do, not the run itself  # a rollback would hide the instability a claim compares
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,8 @@ class Harness:
             needed[k] = dep_runs[-1]
         want = resolve_spec(arm.preset, arm.overrides(needed), {"seed": seed}).model_dump(mode="json")
         have = validate_spec(json.loads((runs[-1] / "spec.json").read_text())).model_dump(mode="json")
+        for section in AFTER_TRAINING:
+            want.pop(section, None)
         return _differs(want, have)
 
     def drop_records(self, arm: Arm, seed: int) -> None:
