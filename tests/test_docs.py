@@ -37,7 +37,7 @@ def test_links_in_readme_and_docs_resolve():
 def test_the_exit_codes_the_readme_states_hold(cli):
     readme = " ".join((ROOT / "README.md").read_text().split())
     assert "exit code 2 for what is wrong on the command line (an unknown preset, key or option, a bad value), 1 " \
-           "for the rest (a missing dataset, a mismatched checkpoint)" in readme
+           "for the rest (a missing dataset, a mismatched or damaged checkpoint" in readme
     assert cli("train", "--preset", "no-such-preset").code == 2
     assert cli("train", "--set", "train.no_such_key=1").code == 2
     assert cli("train", "--preset", "icd-cifar10", "--data-root", str(ROOT / "no-such-dir")).code == 1
