@@ -148,6 +148,7 @@ class Harness:
             parts = key.split("/")
             if ((parts[0] == "train" and parts[1] == arm.run_key) or parts[1] in keys) and parts[-1] == f"s{seed}":
                 record["stale"] = True
+                record["at"] = round(time.time())
 
     def run_of(self, arm: Arm, seed: int) -> Path:
         """The completed run of ``arm`` and ``seed``, trained or resumed first where needed."""
@@ -158,7 +159,7 @@ class Harness:
         if status == "completed" and self.stale(arm, seed):
             print(f"  {arm.run_key} seed {seed}: the preset changed since {runs[-1].name}; training again", flush=True)
             self.drop_records(arm, seed)
-            self.results[key] = {"seconds": 0.0}
+            self.results[key] = {"seconds": 0.0, "at": round(time.time())}
             runs, status = [], None
         if status != "completed":
             needed = {k: self.run_of(dep, seed) for k, dep in arm.needs}
@@ -170,6 +171,7 @@ class Harness:
             runs = sorted(p for p in folder.iterdir() if (p / "run.json").exists())
             record = self.results.setdefault(key, {"seconds": 0.0})
             record["seconds"] = round(record["seconds"] + seconds, 1)
+            record["at"] = round(time.time())
             self.save()
         return runs[-1]
 
@@ -182,7 +184,7 @@ class Harness:
         start = time.perf_counter()
         value = float(claim.measure(self, arm, seed))
         self.results[key] = {"value": value, "eval_seconds": round(time.perf_counter() - start, 1),
-                             "commit": _commit(), "torch": _torch_version()}
+                             "commit": _commit(), "torch": _torch_version(), "at": round(time.time())}
         self.save()
         return value
 
@@ -193,7 +195,9 @@ class Harness:
         with open(RESULTS.with_suffix(".lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             merged = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-            merged.update(self.results)
+            for key, record in self.results.items():  # the newer of two records of one key wins
+                if record.get("at", 0) >= merged.get(key, {}).get("at", 0):
+                    merged[key] = record
             self.results.update(merged)
             tmp = RESULTS.with_suffix(".tmp")
             tmp.write_text(json.dumps(merged, indent=1, sort_keys=True) + "\n")
