@@ -668,6 +668,8 @@ def _verdict(claim: Claim, values: dict[str, list[float]]) -> str:
     if not all(values.values()):
         return "not yet run"
     verdict = "holds" if claim.decide(values) else "does not hold"
+    if min(len(v) for v in values.values()) < 2:
+        return verdict + " (one seed)"
     if len(claim.arms) >= 2:
         a, b = (values[arm.key] for arm in claim.arms[:2])
         spread = max(statistics.stdev(x) if len(x) > 1 else 0.0 for x in (a, b))
@@ -683,7 +685,9 @@ def write_doc(results: dict[str, Any]) -> None:
         "Each paper's headline claim, reproduced in small with this code: the paper's number, the small",
         "experiment, ebmctl's value as mean ± sd over seeds, and whether the claim holds in direction. Written",
         "by `python bench/claims.py` from `bench/claims-results.json`; every number below was measured by it.",
-        "Training runs use one thread on a 2-core x86 CPU; train time is the mean per seed. \"Within 2 sd\" marks a",
+        "Training runs use one thread on a 2-core x86 CPU; train time is the mean per seed, measured while other",
+        "runs and tests shared the two cores (up to four processes at once), so it overstates a quiet machine's by",
+        "up to about 2x; an interrupted and resumed run counts only its last part. \"Within 2 sd\" marks a",
         "comparison whose arms' means lie less than two standard deviations apart: it holds in direction only.",
         "",
         "| claim | paper | paper's value | arm | ebmctl (mean ± sd) | train time | verdict |",
