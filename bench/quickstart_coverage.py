@@ -13,6 +13,7 @@ total-variation distances of the shape and colour shares plus the difference of 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import statistics
@@ -36,10 +37,16 @@ SCHEDULES = {
 N = 500
 
 
+@functools.cache
+def judges() -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The cached shapes32 class and attribute judges, read once."""
+    folder = cache_dir() / "judges"
+    return (load_judge(folder / "shapes32-3x32x32.safetensors"),
+            load_attribute_judge(folder / "attributes-shapes32-3x32x32-cnn.safetensors"))
+
+
 def shares(x: torch.Tensor) -> dict[str, torch.Tensor]:
-    judges = cache_dir() / "judges"
-    classes = load_judge(judges / "shapes32-3x32x32.safetensors")
-    attributes = load_attribute_judge(judges / "attributes-shapes32-3x32x32-cnn.safetensors")
+    classes, attributes = judges()
     colour = slice(len(SHAPES), len(SHAPES) + len(COLOURS))
     with torch.no_grad():
         shape = classes(x).argmax(1)
