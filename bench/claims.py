@@ -265,14 +265,14 @@ def composed_share(attrs: str, column: str, n: int = 200) -> Callable[[Harness, 
     return measure
 
 
-def refine_fid(side: str, n: int = 500) -> Callable[[Harness, Arm, int], float]:
-    """Judge-FID of ``ebmctl refine`` samples: the generator's G(z) (``side`` before) or G(z) + y after the Hat
-    EBM's Langevin refinement (after)."""
+def refine_metric(side: str, name: str, n: int = 500) -> Callable[[Harness, Arm, int], float]:
+    """A metric of ``ebmctl refine`` samples (500, against 500 test images): the generator's G(z) (``side``
+    before) or G(z) + y after the Hat EBM's Langevin chains (after); ``name`` fid or judge_confident."""
 
     def measure(h: Harness, arm: Arm, seed: int) -> float:
         run = h.run_of(arm, seed)
         out = h.evaluate(run, ["refine", "--n", str(n), "--seed", "0"])
-        return float(out[side]["fid"])
+        return float(out[side][name])
 
     return measure
 
@@ -329,8 +329,9 @@ def gap_drift(h: Harness, arm: Arm, seed: int) -> float:
     return max(gaps[half:]) / max(statistics.median(gaps[:half]), 1e-12)
 
 
-def lower(better: str, worse: str) -> Callable[[dict[str, list[float]]], bool]:
-    return lambda v: statistics.mean(v[better]) < statistics.mean(v[worse])
+def lower(better: Arm, worse: Arm) -> Callable[[dict[str, list[float]]], bool]:
+    """The rule "``better``'s mean is lower than ``worse``'s"."""
+    return lambda v: statistics.mean(v[better.key]) < statistics.mean(v[worse.key])
 
 
 def higher(better: Arm, worse: Arm, *, or_equal: bool = False) -> Callable[[dict[str, list[float]]], bool]:
@@ -372,6 +373,15 @@ HAT_BEFORE = Arm("hat-refine-before", "hat-refine-shapes", label="SN-GAN samples
                  needs=(("hat.generator", SNGAN_SHAPES),))
 HAT_AFTER = Arm("hat-refine-after", "hat-refine-shapes", label="refined G(z) + y", run="hat-refine-shapes",
                 needs=(("hat.generator", SNGAN_SHAPES),))
+AE_SHAPES = Arm("ae-shapes", "ae-shapes", label="autoencoder")
+RETRO = dict(preset="hat-retrofit-shapes", run="hat-retrofit-shapes", needs=(("hat.generator", AE_SHAPES),))
+RETRO_BEFORE = Arm("hat-retrofit-before", label="judge-FID of the decoder's G(z), z ~ N(0, I)", **RETRO)
+RETRO_AFTER = Arm("hat-retrofit-after", label="judge-FID of G(z) + y after 20 joint steps", **RETRO)
+RETRO_CONFIDENT = Arm("hat-retrofit-confident", label="share of G(z) + y judged with confidence >= 0.9", **RETRO)
+SYNTH = dict(preset="hat-synth-shapes", run="hat-synth-shapes")
+SYNTH_BEFORE = Arm("hat-synth-before", label="judge-FID of its generator's G(z)", **SYNTH)
+SYNTH_AFTER = Arm("hat-synth-after", label="judge-FID of G(z) + y after 10 steps on y", **SYNTH)
+SYNTH_CONFIDENT = Arm("hat-synth-confident", label="share of G(z) + y judged with confidence >= 0.9", **SYNTH)
 SHAPES = ("circle", "square", "triangle", "diamond")
 EBCLR_B64 = Arm("ebclr-mnist5k", "ebclr-mnist5k", label="EBCLR, batch 64")
 EBCLR_B16 = Arm("ebclr-mnist5k-b16", "ebclr-mnist5k-b16", label="EBCLR, batch 16")
@@ -395,6 +405,26 @@ CLEL_OOD_ENERGY = Arm("clel-ood-energy", "clel-shapes", label="CLEL, marginal -E
 CLEL_OOD_JOINT = Arm("clel-ood-joint", "clel-shapes", label="CLEL, joint score (eq. 14)", run="clel-shapes")
 CEBM_OOD_ENERGY = Arm("cebm-ood-energy", "cebm-mnist5k", label="CEBM, log p(x)", run="cebm-mnist5k")
 CEBM_OOD_GRAD = Arm("cebm-ood-grad", "cebm-mnist5k", label="CEBM, gradient norm", run="cebm-mnist5k")
+
+
+def _hat_mode_claim(name: str, paper: str, paper_value: str, experiment: str, arms: tuple[Arm, Arm, Arm],
+                    generator: str) -> Claim:
+    """A Hat EBM mode's claim: G(z) + y is closer to the data than G(z) and mostly judged confidently."""
+    before, after, confident = arms
+    return Claim(
+        name=name, paper=paper, paper_value=paper_value, experiment=experiment,
+        metric="judge-FID against 500 test images and the share of the refined samples the shapes32 judge "
+               "classifies with probability >= 0.9",
+        rule=f"G(z) + y's mean judge-FID is lower than the {generator} and at least half its samples are judged "
+             "with confidence >= 0.9",
+        arms=arms,
+        measure=lambda h, arm, seed: refine_metric(
+            "before" if arm is before else "after", "judge_confident" if arm is confident else "fid")(h, arm, seed),
+        decide=lambda v: (statistics.mean(v[after.key]) < statistics.mean(v[before.key])
+                          and statistics.mean(v[confident.key]) >= 0.5),
+        eval_command="ebmctl refine --n 500 --seed 0",
+        lower_is_better=True,
+    )
 
 
 def _probe_claim(name: str, shots: int, arms: tuple[Arm, ...], paper_value: str, rule: str,
@@ -425,7 +455,7 @@ CLAIMS: list[Claim] = [
         rule="ICD's mean judge-FID is lower than the ablation's",
         arms=(QUICKSTART_ICD, QUICKSTART_IGEBM),
         measure=sample_metric("fid", *FROM_NOISE),
-        decide=lower(QUICKSTART_ICD.key, QUICKSTART_IGEBM.key),
+        decide=lower(QUICKSTART_ICD, QUICKSTART_IGEBM),
         eval_command="ebmctl sample --n 500 --fid --seed 0 " + " ".join(FROM_NOISE),
         lower_is_better=True,
     ),
@@ -439,7 +469,7 @@ CLAIMS: list[Claim] = [
         rule="the drift without KL is larger than with it",
         arms=(QUICKSTART_ICD, QUICKSTART_NO_KL),
         measure=gap_drift,
-        decide=lower(QUICKSTART_ICD.key, QUICKSTART_NO_KL.key),
+        decide=lower(QUICKSTART_ICD, QUICKSTART_NO_KL),
         eval_command="",
         lower_is_better=True,
     ),
@@ -565,11 +595,24 @@ CLAIMS: list[Claim] = [
         metric="judge-FID of G(z) and of G(z) + y against 500 test images",
         rule="the refined samples' mean judge-FID is lower than the generator's",
         arms=(HAT_BEFORE, HAT_AFTER),
-        measure=lambda h, arm, seed: refine_fid("before" if arm is HAT_BEFORE else "after")(h, arm, seed),
-        decide=lower(HAT_AFTER.key, HAT_BEFORE.key),
+        measure=lambda h, arm, seed: refine_metric("before" if arm is HAT_BEFORE else "after", "fid")(h, arm, seed),
+        decide=lower(HAT_AFTER, HAT_BEFORE),
         eval_command="ebmctl refine --n 500 --seed 0",
         lower_is_better=True,
     ),
+    _hat_mode_claim(
+        "hat-retrofit", "003, section 4.2",
+        "CIFAR-10: the joint Hat EBM on an MSE autoencoder's decoder samples at FID 26.01 (100 joint steps from "
+        "z ~ N(0, I), y = 0)",
+        "ae-shapes, then hat-retrofit-shapes on its decoder (same seed); 500 chains from z ~ N(0, I), y = 0, the "
+        "decoder's G(z) at the start and G(z) + y at the end",
+        (RETRO_BEFORE, RETRO_AFTER, RETRO_CONFIDENT), "decoder's"),
+    _hat_mode_claim(
+        "hat-synthesis", "003, Table 2",
+        "CIFAR-10: FID 19.30 for the conditional Hat EBM trained in tandem with its generator",
+        "hat-synth-shapes (300 updates); 500 latents, the generator's G(z) and G(z) + y after the residual's "
+        "Langevin chains",
+        (SYNTH_BEFORE, SYNTH_AFTER, SYNTH_CONFIDENT), "generator's"),
     Claim(
         name="ood-icd-beats-igebm",
         paper="002, Table 3",
