@@ -85,7 +85,7 @@ class Claim:
     decide: Callable[[dict[str, list[float]]], bool]
     eval_command: str
     seeds: int = 3
-    first_seed: int = 0  # 1 where seed 0 was the run its settings were tuned on
+    first_seed: int = 0  # 1 where seed 0 was the run its settings were tuned on (its records are not shown)
     lower_is_better: bool = False
     notes: list[str] = field(default_factory=list)
 
@@ -401,6 +401,9 @@ NEAR_IGEBM = Arm("quickstart-igebm-3", "quickstart", (*QUICKSTART_IGEBM.sets, *N
 NEAR_CLEL_ENERGY = Arm("clel-shapes-3-energy", "clel-shapes", NO_DIAMOND, "CLEL, marginal -E(x)", run="clel-shapes-3")
 NEAR_CLEL_JOINT = Arm("clel-shapes-3-joint", "clel-shapes", NO_DIAMOND, "CLEL, joint score (eq. 14)",
                       run="clel-shapes-3")
+NO_NINE = ('data.classes=["0","1","2","3","4","5","6","7","8"]',)
+NEAR_CEBM_ENERGY = Arm("cebm-mnist5k-9-energy", "cebm-mnist5k", NO_NINE, "CEBM, log p(x)", run="cebm-mnist5k-9")
+NEAR_CEBM_GRAD = Arm("cebm-mnist5k-9-grad", "cebm-mnist5k", NO_NINE, "CEBM, gradient norm", run="cebm-mnist5k-9")
 CLEL_OOD_ENERGY = Arm("clel-ood-energy", "clel-shapes", label="CLEL, marginal -E(x)", run="clel-shapes")
 CLEL_OOD_JOINT = Arm("clel-ood-joint", "clel-shapes", label="CLEL, joint score (eq. 14)", run="clel-shapes")
 CEBM_OOD_ENERGY = Arm("cebm-ood-energy", "cebm-mnist5k", label="CEBM, log p(x)", run="cebm-mnist5k")
@@ -432,14 +435,14 @@ def _probe_claim(name: str, shots: int, arms: tuple[Arm, ...], paper_value: str,
     return Claim(
         name=name, paper="001, Table 1", paper_value=paper_value,
         experiment=f"cebm-mnist5k / cebmm-mnist5k (900 updates); {shots} labels per class from the mnist5k train "
-                   "split, 10 draws",
+                   "split, 10 draws; seeds 1-3 (l2 was chosen on seed 0)",
         metric=f"test accuracy of liblinear logistic regression on the raw features, {shots} labels per class",
         rule=rule, arms=arms,
         measure=lambda h, arm, seed: probe_accuracy("pixels" if arm is PIXELS else "model", shots, "mnist5k")(
             h, arm, seed),
-        decide=decide, eval_command="ebmctl probe --dataset mnist5k --pixels --knn 0",
-        notes=["Tried on val (docs/methods/cebm.md, mnist5k in small): 3000 updates (diverged at 1640), the paper's "
-               "l2 0.1, and standardised features. The posterior means share one offset with a spread about a "
+        decide=decide, eval_command="ebmctl probe --dataset mnist5k --pixels --knn 0", first_seed=1,
+        notes=["Tried on val (docs/methods/cebm.md, mnist5k in small): 3000 updates at l2 5e-3 (diverged at 1640), "
+               "the paper's l2 0.1 (now the presets'), and standardised features. The posterior means share one offset with a spread about a "
                "tenth of it: the energy separates digits from noise through its precision term, and the "
                "penalised-intercept liblinear of the paper's protocol cannot use the small spread."])
 
@@ -493,7 +496,8 @@ CLAIMS: list[Claim] = [
         name="cebm-samples-are-digits",
         paper="001, Figure 2",
         paper_value="samples from uniform noise after 500 SGLD steps look like digits",
-        experiment="cebm-mnist5k and cebmm-mnist5k; 500 samples, 500 SGLD steps from uniform noise",
+        experiment="cebm-mnist5k and cebmm-mnist5k; 500 samples, 500 SGLD steps from uniform noise; seeds 1-3 (l2 "
+                   "was chosen on seed 0)",
         metric="share of samples the mnist5k judge classifies with confidence >= 0.9",
         rule="the share is at least 0.5 for both",
         arms=(CEBM, CEBMM),
@@ -502,6 +506,7 @@ CLAIMS: list[Claim] = [
         eval_command="ebmctl sample --n 500 --fid --seed 0",
         notes=["The judge's confidence is a floor, not a proof: look at the grid too (the share judged '8' was "
                "high in the first runs)."],
+        first_seed=1,
     ),
     Claim(
         name="ebclr-beats-simclr",
@@ -660,6 +665,7 @@ CLAIMS: list[Claim] = [
         measure=scored("mnist5k", ("digits", "constant"), ("energy", "grad_norm"), CEBM_OOD_ENERGY, "energy"),
         decide=lambda v: min(statistics.mean(v[CEBM_OOD_ENERGY.key]), statistics.mean(v[CEBM_OOD_GRAD.key])) >= 0.9,
         eval_command="ebmctl ood --in mnist5k --out digits,constant --score energy,grad_norm --n 1000",
+        first_seed=1,
     ),
     Claim(
         name="near-ood-icd-beats-igebm",
@@ -688,6 +694,22 @@ CLAIMS: list[Claim] = [
         decide=higher(NEAR_CLEL_JOINT, NEAR_CLEL_ENERGY, or_equal=True),
         eval_command="ebmctl ood --in shapes32 --out shapes32@diamond --score energy,joint --n 1000",
     ),
+    Claim(
+        name="near-ood-cebm-scores",
+        paper="001, section 5.3 and Table 5",
+        paper_value="log p(x) and the gradient norm each improve on IGEBM in most cases; neither score wins "
+                    "everywhere (the paper has no held-out-class pair)",
+        experiment="cebm-mnist5k trained on the digits 0-8 only (`data.classes`); their test images against the "
+                   "test nines, inputs with N(0, 0.03^2) noise as the released evaluation",
+        metric="AUROC on the held-out digit, of log p(x) (-E(x)) and of the gradient norm",
+        rule="both scores tell the held-out digit apart better than chance (mean AUROC above 0.5); the paper "
+             "orders neither above the other",
+        arms=(NEAR_CEBM_ENERGY, NEAR_CEBM_GRAD),
+        measure=scored("mnist5k", ("mnist5k@9",), ("energy", "grad_norm"), NEAR_CEBM_ENERGY, "energy"),
+        decide=lambda v: min(statistics.mean(v[NEAR_CEBM_ENERGY.key]), statistics.mean(v[NEAR_CEBM_GRAD.key])) > 0.5,
+        eval_command="ebmctl ood --in mnist5k --out mnist5k@9 --score energy,grad_norm --n 1000",
+        first_seed=1,
+    ),
 ]
 
 
@@ -705,7 +727,9 @@ def run_claim(h: Harness, claim: Claim, seeds: int) -> None:
 def _values(results: dict[str, Any], claim: Claim) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {}
     for arm in claim.arms:
-        seeds = sorted(k for k in results if k.startswith(f"{claim.name}/{arm.key}/s") and not results[k].get("stale"))
+        prefix = f"{claim.name}/{arm.key}/s"
+        seeds = sorted(k for k in results if k.startswith(prefix) and not results[k].get("stale")
+                       and int(k[len(prefix):]) >= claim.first_seed)  # seed 0 of a claim tuned on it is not shown
         out[arm.key] = [results[k]["value"] for k in seeds]
     return out
 
