@@ -78,10 +78,13 @@ class StreamingTensorWriter:
         self.digest.update(batch)
         self.written += len(batch)
 
-    def keep_written(self) -> int:
-        """End the tensor at the rows written so far (a stopped stream keeps its finished batches); their number."""
+    def keep_written(self, meta: dict[str, Any] | None = None) -> int:
+        """End the tensor at the rows written so far (a stopped stream keeps its finished batches), with ``meta``
+        (when given) in place of the metadata the stream began with; their number."""
         if self.written == 0:
             raise ValueError("no rows were written")
+        if meta is not None:
+            self.doc = json.loads(json.dumps(meta))
         self.n = self.written
         self._seal()
         return self.written
@@ -97,27 +100,42 @@ class StreamingTensorWriter:
         return header_bytes(self.name, self.dtype, (n, *self.row_shape), meta, self.header_size)
 
     def _seal(self) -> None:
-        """Write the final header over the first one (fewer rows only shorten it: spaces keep its length)."""
+        """Write the final header over the first one: spaces pad a shorter one to its length; a longer one (new
+        metadata) moves the rows up first."""
         if self.sealed:
             return
         assert self.row_shape is not None and self.dtype is not None
         self.digest.end_tensor(self.name, self.dtype, (self.n, *self.row_shape))
         header = self._header(self.n, self.digest.hexdigest())
-        if len(header) != self.header_size:
-            raise ValueError("the final header does not fit the space of the first one")
         row_bytes = math.prod(self.row_shape) * torch.empty((), dtype=self.dtype).element_size()
+        if len(header) > self.header_size:
+            self._move_rows(len(header) - self.header_size, self.n * row_bytes)
+            self.header_size = len(header)
         self.fh.seek(0)
         self.fh.write(header)
         self.fh.truncate(self.header_size + self.n * row_bytes)
         self.fh.seek(0, 2)
         self.sealed = True
 
+    move_chunk = 1 << 24  # bytes read at a time when rows move
+
+    def _move_rows(self, by: int, nbytes: int) -> None:
+        """Move the first ``nbytes`` bytes of rows ``by`` bytes further into the file, last chunk first."""
+        end = nbytes
+        while end > 0:
+            start = max(0, end - self.move_chunk)
+            self.fh.seek(self.header_size + start)
+            data = self.fh.read(end - start)
+            self.fh.seek(self.header_size + start + by)
+            self.fh.write(data)
+            end = start
+
 
 @contextmanager
 def streaming_tensor_file(path: Path, name: str, n: int, meta: dict[str, Any]) -> Iterator[StreamingTensorWriter]:
     """Stream the ``n`` rows of tensor ``name`` into ``path``, which appears only if the block ends normally
     with all ``n`` rows written; a failure leaves the previous file (if any) and no temporary file."""
-    with atomic_path(Path(path)) as tmp, open(tmp, "wb") as fh:
+    with atomic_path(Path(path)) as tmp, open(tmp, "w+b") as fh:
         writer = StreamingTensorWriter(fh, name, n, meta)
         yield writer
         writer.finish()

@@ -253,7 +253,8 @@ def sample(
                 if writer.written == 0:
                     raise
                 stopped = exc
-                writer.keep_written()
+                s.update(n_requested=s["n"], n=writer.written)  # the file's metadata says what it holds
+                writer.keep_written(meta)
     except KeyboardInterrupt as exc:
         if opts.out is None:  # the fresh <run>/sample/<timestamp> folder, empty again
             with suppress(OSError):
@@ -267,8 +268,6 @@ def sample(
                 out_dir.rmdir()
         raise
     done = writer.written
-    if stopped is not None:
-        s.update(n_requested=s["n"], n=done)
     first = torch.cat(kept)
     seconds = time.perf_counter() - started
     if pool_steps:  # each chain of a pool gets its own number of rounds

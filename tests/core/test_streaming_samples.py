@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 import ebmctl.services.sample as sample_service
 from ebmctl.checkpoints import load_tensors, read_meta, save_tensors
 from ebmctl.runs import resolve_run
-from ebmctl.samples_file import iter_rows, streaming_tensor_file
+from ebmctl.samples_file import StreamingTensorWriter, iter_rows, streaming_tensor_file
 from ebmctl.services.loading import load_run
 from ebmctl.services.sample import SampleOptions, sample
 from ebmctl.services.train import train
@@ -167,7 +167,8 @@ def test_an_interrupted_sample_keeps_its_finished_batches_and_nothing_else(run_r
         sample(run_ref, SampleOptions(n=8, steps=1, batch_size=2, out="kept"), device="cpu")
     assert err.value.exit_code == 130 and "after 4 of 8 samples" in err.value.message
     tensors, meta = load_tensors(run_ref.run_dir / "kept" / "samples.safetensors")
-    assert torch.equal(tensors["samples"], torch.cat(batches[:2])) and meta["settings"]["n"] == 8
+    assert torch.equal(tensors["samples"], torch.cat(batches[:2]))
+    assert meta["settings"]["n"] == 4 and meta["settings"]["n_requested"] == 8  # what the file holds
     assert json.loads((run_ref.run_dir / "kept" / "result.json").read_text())["n"] == 4
     stop_at["k"], batches[:] = 0, []  # before the first batch is finished: nothing to keep, no folder left
     before = set(run_ref.run_dir.rglob("*"))
@@ -186,4 +187,20 @@ def test_a_stopped_stream_keeps_the_rows_written(tmp_path):
         assert writer.keep_written() == 250
     tensors, meta = load_tensors(path)  # the digest checks out
     assert torch.equal(tensors["samples"], x[:250]) and meta == {"kind": "samples"}
+    assert torch.equal(load_file(str(path))["samples"], x[:250])
+
+
+@pytest.mark.parametrize(("note", "chunk"), [("", 1 << 24), ("a longer note than the header had room for " * 40, 1 << 24),
+                                             ("a longer note " * 40, 100)])
+def test_a_stopped_stream_saves_the_metadata_it_ends_with(tmp_path, monkeypatch, note, chunk):
+    monkeypatch.setattr(StreamingTensorWriter, "move_chunk", chunk)  # 100: rows move in 30 overlapping chunks
+    x = torch.rand(1000, 3)
+    path = tmp_path / "samples.safetensors"
+    with streaming_tensor_file(path, "samples", 1000, {"kind": "samples", "n": 1000}) as writer:
+        writer.write(x[:120])
+        writer.write(x[120:250])
+        writer.keep_written({"kind": "samples", "n": 250, "n_requested": 1000, "note": note})
+    tensors, meta = load_tensors(path)  # the digest checks out, and the rows moved intact past a longer header
+    assert torch.equal(tensors["samples"], x[:250])
+    assert meta == {"kind": "samples", "n": 250, "n_requested": 1000, "note": note}
     assert torch.equal(load_file(str(path))["samples"], x[:250])
