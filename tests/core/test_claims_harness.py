@@ -75,3 +75,11 @@ def test_records_merge_newest_first(claims, tmp_path, monkeypatch):
     assert merged["a/x/s0"]["value"] == 2.0  # this process measured it later
     assert merged["b/x/s0"]["value"] == 5.0  # another process measured it later
     assert harness.results == merged
+
+
+def test_a_resumed_run_counts_every_part_of_its_training(claims, tmp_path):
+    rows = [{"step": 10, "elapsed_s": 5.0}, {"step": 20, "elapsed_s": 9.0},  # stopped at 9 s
+            {"step": 30, "elapsed_s": 4.0}, {"step": 40, "elapsed_s": 8.5}]  # resumed: 8.5 s more
+    (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n{torn")
+    assert claims.loop_seconds(tmp_path) == pytest.approx(17.5)
+    assert claims.loop_seconds(tmp_path / "missing") == 0.0
