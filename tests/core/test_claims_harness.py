@@ -83,3 +83,21 @@ def test_a_resumed_run_counts_every_part_of_its_training(claims, tmp_path):
     (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n{torn")
     assert claims.loop_seconds(tmp_path) == pytest.approx(17.5)
     assert claims.loop_seconds(tmp_path / "missing") == 0.0
+
+
+def test_a_run_that_recorded_its_generators_architecture_is_not_stale(claims, tmp_path):
+    harness = claims.Harness({}, set())
+    harness.runs = tmp_path
+    arm, (key, dep) = claims.RETRO_AFTER, claims.RETRO_AFTER.needs[0]
+    generator = tmp_path / dep.run_key / "s0" / "ae-run"
+    run = tmp_path / arm.run_key / "s0" / "hat-run"
+    for folder in (generator, run):
+        folder.mkdir(parents=True)
+        (folder / "run.json").write_text(json.dumps({"status": "completed"}))
+    spec = resolve_spec(arm.preset, arm.overrides({key: generator}), {"seed": 0}).model_dump(mode="json")
+    spec["hat"]["generator_net"].update(kind="image_latent", ngf=32, out_scale=2.0)  # as train records it
+    (run / "spec.json").write_text(json.dumps(spec))
+    assert not harness.stale(arm, 0)
+    spec["train"]["lr"] = spec["train"]["lr"] * 2
+    (run / "spec.json").write_text(json.dumps(spec))
+    assert harness.stale(arm, 0)
