@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ebmctl.run_lock import holder
 from ebmctl.specs import resolve_spec, validate_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -156,6 +157,8 @@ class Harness:
         """The completed run of ``arm`` and ``seed``, trained or resumed first where needed."""
         folder = self.runs / arm.run_key / f"s{seed}"
         runs = self.runs_of(arm, seed)
+        while runs and holder(runs[-1]) is not None:  # another harness (one per core) is training it
+            time.sleep(10)
         status = json.loads((runs[-1] / "run.json").read_text())["status"] if runs else None
         key = f"train/{arm.run_key}/s{seed}"
         if status == "completed" and self.stale(arm, seed):
