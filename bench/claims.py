@@ -443,8 +443,8 @@ def _hat_mode_claim(name: str, paper: str, paper_value: str, experiment: str, ar
     before, after, confident = arms
     return Claim(
         name=name, paper=paper, paper_value=paper_value, experiment=experiment,
-        metric="judge-FID against 500 test images and the share of the refined samples the shapes32 judge "
-               "classifies with probability >= 0.9",
+        metric="judge-FID against 500 test images (lower is better) and the share of the refined samples the "
+               "shapes32 judge classifies with probability >= 0.9 (higher is better)",
         rule=f"G(z) + y's mean judge-FID is lower than the {generator} and at least half its samples are judged "
              "with confidence >= 0.9",
         arms=arms,
@@ -816,7 +816,8 @@ def write_doc(results: dict[str, Any]) -> None:
         details += [
             f"\n## {claim.name}\n",
             f"- **Experiment:** {claim.experiment}.",
-            f"- **Metric:** {claim.metric} ({'lower' if claim.lower_is_better else 'higher'} is better).",
+            f"- **Metric:** {claim.metric}" + ("." if "is better" in claim.metric
+                                                else f" ({'lower' if claim.lower_is_better else 'higher'} is better)."),
             f"- **Rule:** {claim.rule}.",
             "- **Commands:**",
             *[f"  - {arm.label or arm.key}: `{arm.command()}`, then "
