@@ -178,10 +178,9 @@ class Harness:
             record["seconds"] = round(max(record["seconds"] + seconds, loop_seconds(runs[-1])), 1)
             record["at"] = round(time.time())
             self.save()
-        elif not self.smoke and loop_seconds(runs[-1]) > self.results.get(key, {}).get("seconds", 0.0):
+        elif not self.smoke and (logged := loop_seconds(runs[-1])) > self.results.get(key, {}).get("seconds", 0.0):
             # a harness stopped while training (or a run trained beside it) never recorded that part: the run's log has it
-            self.results[key] = {**self.results.get(key, {}), "seconds": round(loop_seconds(runs[-1]), 1),
-                                 "at": round(time.time())}
+            self.results[key] = {**self.results.get(key, {}), "seconds": round(logged, 1), "at": round(time.time())}
             self.save()
         return runs[-1]
 

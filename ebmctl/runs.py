@@ -108,7 +108,7 @@ STAGING_GRACE_S = 60.0  # a staging folder is filled in milliseconds: one older 
 
 
 def sweep_staging(root: Path) -> list[str]:
-    """Remove the hidden ``.NAME.XXXX.partial`` folders that kills left while run directories were being made (they
+    """Remove the hidden ``.NAME.<random>.partial`` folders that kills left while run directories were being made (they
     hold no training); returns their names."""
     from ebmctl.run_lock import holder
 
@@ -405,4 +405,3 @@ def check_outputs(base: Path, command: str, out: str | Path | None, option: str 
     raise RunError(f"cannot write the outputs of {command} to {target} ({reason}: {probe})",
                    f"write them elsewhere: {option} /an/absolute/folder, or --outputs-dir DIR (or $EBMCTL_OUTPUTS) "
                    "for a folder per run there")
-    return target

@@ -207,6 +207,15 @@ def sample(
     def draw(writer: StreamingTensorWriter, bar: Any) -> None:
         steps_of = ChainProgress(bar, pool.rounds if pool else s["steps"], _energy_meter(run, condition, s))
         done = 0
+
+        def take(x: torch.Tensor) -> int:
+            """Stream a finished batch to the file, keep the first samples for the grid and metrics; its size."""
+            writer.write(x)
+            have = sum(len(c) for c in kept)
+            if have < keep_n:
+                kept.append(x[: keep_n - have].clone())
+            return len(x)
+
         for p in range(pools):  # the pool schedule: each pool from fresh chains, its first chains returned
             assert pool is not None
 
@@ -220,13 +229,8 @@ def sample(
                 callback=steps_of.batch(p, then=on_round),
             )
             b = min(pool.size, s["n"] - done)
-            x = res.x[:b].detach().cpu()
             pool_steps.append(res.steps(pool)[:b])
-            writer.write(x)
-            have = sum(len(c) for c in kept)
-            if have < keep_n:
-                kept.append(x[: keep_n - have].clone())
-            done += b
+            done += take(res.x[:b].detach().cpu())
         while done < s["n"]:
             b = min(opts.batch_size, s["n"] - done)
             batch = done // opts.batch_size
@@ -236,11 +240,7 @@ def sample(
                 energy=condition.energy_for(done, b) if condition else None,
                 callback=steps_of.batch(batch, then=keep if done == 0 else None),
             ).detach().cpu()
-            writer.write(x)
-            have = sum(len(c) for c in kept)
-            if have < keep_n:
-                kept.append(x[: keep_n - have].clone())
-            done += b
+            done += take(x)
             bar.update((batch + 1) * s["steps"])
 
     stopped: KeyboardInterrupt | None = None
@@ -255,18 +255,15 @@ def sample(
                 stopped = exc
                 s.update(n_requested=s["n"], n=writer.written)  # the file's metadata says what it holds
                 writer.keep_written(meta)
-    except KeyboardInterrupt as exc:
+    except BaseException as exc:
         if opts.out is None:  # the fresh <run>/sample/<timestamp> folder, empty again
             with suppress(OSError):
                 out_dir.rmdir()
+        if not isinstance(exc, KeyboardInterrupt):
+            raise
         signum = signum_of(exc)
         raise Interrupted(f"interrupted by {signal_name(signum)} before the first batch of samples was finished; "
                           "nothing was saved", "run the command again", signum) from None
-    except BaseException:
-        if opts.out is None:
-            with suppress(OSError):
-                out_dir.rmdir()
-        raise
     done = writer.written
     first = torch.cat(kept)
     seconds = time.perf_counter() - started

@@ -106,7 +106,7 @@ def test_a_new_run_appears_whole_or_not_at_all(tmp_path):
 
 
 def test_staging_folders_left_by_kills_are_removed_and_reported(cli):
-    """A kill while a run directory was being made leaves a hidden `.NAME.XXXX.partial` folder: the next `train`
+    """A kill while a run directory was being made leaves a hidden `.NAME.<random>.partial` folder: the next `train`
     removes it (once it is too old to be another process's, and no process holds it) and says so."""
     import os
 
