@@ -19,10 +19,10 @@ import numpy as np
 import torch
 
 from ebmctl.data import to_float
-from ebmctl.evaluation.probe import few_shot_indices, fit_liblinear
+from ebmctl.evaluation.linear_probes import few_shot_indices, fit_liblinear
 from ebmctl.runs import RunRef, resolve_run
-from ebmctl.services.build import data_root, dataset_from
-from ebmctl.services.loading import load_run
+from ebmctl.services.runtime.datasets import data_root, dataset_from
+from ebmctl.services.runtime.loading import load_run
 
 DRAWS = 5
 

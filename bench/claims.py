@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ebmctl.recipes import resolve_spec, validate_spec
 from ebmctl.run_lock import holder
-from ebmctl.specs import resolve_spec, validate_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "runs" / "claims"

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from ebmctl.runs import resolve_run
-from ebmctl.services.conditioning import examples_latent, run_dataset, to_float
-from ebmctl.services.loading import load_run
+from ebmctl.services.runtime.conditioning import examples_latent, run_dataset, to_float
+from ebmctl.services.runtime.loading import load_run
 
 
 def nearest_class(latents: torch.Tensor, classes: torch.Tensor, labels: torch.Tensor) -> float:

@@ -1,6 +1,6 @@
 """Data-parallel equivalence, measured: two CPU processes (gloo) against one, per method.
 
-Runs the fixed-input training steps of ``tests/e2e/ddp_steps.py`` (two steps of every method, global batch 8
+Runs the fixed-input training steps of ``tests/harness/ddp_steps.py`` (two steps of every method, global batch 8
 split 4 + 4) on two processes and on one, and prints the table of ``docs/scaling.md``: how far the two-process
 gradients, updates, weights and metrics are from the one-process ones. The last column is the rounding floor of
 each case: the one-process steps run again with AVX2 kernels (``ATEN_CPU_CAPABILITY=avx2
@@ -22,17 +22,17 @@ from typing import Any
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+sys.path.insert(0, str(ROOT / "tests" / "harness"))
 from ddp_steps import CASES, launch, run_case  # noqa: E402
 
-from ebmctl.services.distributed import Processes  # noqa: E402
+from ebmctl.services.runtime.distributed.processes import Processes  # noqa: E402
 
 AVX2 = {"ATEN_CPU_CAPABILITY": "avx2", "DNNL_MAX_CPU_ISA": "AVX2"}
 ONE_PROCESS = """
 import sys, torch
 sys.path.insert(0, {e2e!r})
 from ddp_steps import CASES, run_case
-from ebmctl.services.distributed import Processes
+from ebmctl.services.runtime.distributed.processes import Processes
 torch.use_deterministic_algorithms(True)
 torch.save({{name: run_case(name, Processes()) for name in CASES}}, {out!r})
 """
@@ -49,7 +49,7 @@ def _metrics_rel(a: list[dict[str, float]], b: list[dict[str, float]]) -> float:
 
 
 def _one_process_with(env: dict[str, str], out: Path) -> dict[str, Any]:
-    script = ONE_PROCESS.format(e2e=str(ROOT / "tests" / "e2e"), out=str(out))
+    script = ONE_PROCESS.format(e2e=str(ROOT / "tests" / "harness"), out=str(out))
     subprocess.run([sys.executable, "-c", script], env={**os.environ, **env, "OMP_NUM_THREADS": "1"}, check=True,
                    capture_output=True)
     return torch.load(out)

@@ -34,8 +34,8 @@ import torch
 from torch import Tensor, nn
 
 from ebmctl.nets import build_net
+from ebmctl.recipes import resolve_spec
 from ebmctl.samplers.langevin import sgld
-from ebmctl.specs import resolve_spec
 
 Loop = Callable[[Tensor, int, int], Tensor]  # (start, steps, seed) -> final chains
 

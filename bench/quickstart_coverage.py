@@ -26,9 +26,9 @@ from safetensors.torch import load_file
 
 from ebmctl.data.embedded.shapes import COLOURS, SHAPES
 from ebmctl.data.load import load_dataset
-from ebmctl.evaluation.attributes import load_attribute_judge
+from ebmctl.evaluation.attribute_training import load_attribute_judge
 from ebmctl.evaluation.judges import load_judge
-from ebmctl.services.sample import cache_dir
+from ebmctl.services.runtime.judging import cache_dir
 
 SCHEDULES = {
     "noise": ("--init", "noise", "--steps", "200", "--aug-every", "20", "--plain-steps", "60"),

@@ -14,14 +14,19 @@ The loops alternate ``--repeats`` times and the best time of each is kept. Print
 the ratio of each path to ``sgld residual``. A joint step costs more by design: it also differentiates through
 the generator and runs it again.
 
-Run: OMP_NUM_THREADS=1 python bench/sampler_paths.py [--batch 32] [--steps 10] [--repeats 3]
+With ``--fast-path`` it also times the joint sampler and ``sgld`` with the speed options they share
+(:mod:`ebmctl.samplers.fastpath`): NHWC chains and weights, and the hat network under bf16 autocast.
+
+Run: OMP_NUM_THREADS=1 python bench/sampler_paths.py [--batch 32] [--steps 10] [--repeats 3] [--fast-path]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import torch
 
@@ -44,6 +49,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--fast-path", action="store_true", help="also time the NHWC and bf16 speed options")
     args = parser.parse_args()
     torch.manual_seed(0)
     hat = SnganDiscriminator(32, ndf=64, spectral_norm=False, pooling="sum", bias=True, block_hidden="in").eval()
@@ -60,6 +66,16 @@ def main() -> None:
                                       steps=args.steps, step_size=EPSILON**2 / 2, noise=EPSILON,
                                       pixel_clamp=None, noise_first=False),
     }
+    if args.fast_path:  # the same chains through sgld's speed options (NHWC chains and weights, bf16 energy)
+        hat_nhwc, gen_nhwc = (copy.deepcopy(m).to(memory_format=torch.channels_last) for m in (hat, gen))
+        g_nhwc = g.contiguous(memory_format=torch.channels_last)
+        paths |= {
+            "hat joint NHWC": lambda: hat_langevin(hat_nhwc, gen_nhwc, z, None, replace(joint, channels_last=True)),
+            "hat joint bf16": lambda: hat_langevin(hat, gen, z, None, replace(joint, precision="bf16")),
+            "sgld res. NHWC": lambda: sgld(lambda y: hat_nhwc(g_nhwc + y).flatten() / TEMPERATURE,
+                                           torch.zeros_like(g), steps=args.steps, step_size=EPSILON**2 / 2,
+                                           noise=EPSILON, pixel_clamp=None, noise_first=False, channels_last=True),
+        }
     best = {name: float("inf") for name in paths}
     for _ in range(args.repeats):  # alternate, so that load hits every path alike
         for name, fn in paths.items():

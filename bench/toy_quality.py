@@ -20,10 +20,10 @@ import torch
 from ebmctl.checkpoints import load_tensors
 from ebmctl.data import load_dataset, mode_centers
 from ebmctl.evaluation.mmd import mmd_rbf, mode_coverage
+from ebmctl.recipes import resolve_spec
 from ebmctl.runs import resolve_run
 from ebmctl.services.sample import SampleOptions, sample
 from ebmctl.services.train import train
-from ebmctl.specs import resolve_spec
 
 
 def main() -> None:

@@ -65,14 +65,15 @@ from torch.profiler import ProfilerActivity, profile
 from ebmctl.data import BatchStream, to_float
 from ebmctl.data.registry import dataset_entry
 from ebmctl.errors import EbmctlError
+from ebmctl.recipes import RunSpec, recipe_of, resolve_spec
 from ebmctl.samplers.buffers import SlotBuffer
-from ebmctl.services.build import conditioned_dataset, resolve_device
-from ebmctl.services.reporting import NullReporter
-from ebmctl.services.train import Trainer, seed_everything
-from ebmctl.specs import RunSpec, TrainSpec, preset_names, resolve_spec
+from ebmctl.services.runtime.datasets import conditioned_dataset
+from ebmctl.services.runtime.devices import resolve_device
+from ebmctl.services.runtime.reporting import NullReporter
+from ebmctl.services.runtime.trainer import Trainer, seed_everything
+from ebmctl.specs import TrainSpec, preset_names
 
 Step = Callable[[Tensor, Tensor | None], Any]
-LANGEVIN_METHODS = ("igebm", "icd", "clel", "cebm", "ebclr", "hat")
 
 
 # --------------------------------------------------------------------------- released-style building blocks
@@ -547,7 +548,7 @@ def run_bench(bench: Bench, args: argparse.Namespace, device: torch.device) -> R
     sides: list[tuple[str, Step]] = [("ebmctl", method.train_step)]
     if bench.reference is not None:
         sides.append(("reference", bench.reference))
-    steps = str(spec.sampler.steps) if spec.method.name in LANGEVIN_METHODS else "-"
+    steps = str(spec.sampler.steps) if recipe_of(spec).langevin else "-"
     row = Row(bench.preset, spec.method.name, 0, steps, {name: [] for name, _ in sides}, bench.note)
     for r in range(args.warmup + args.iters):
         x, y = next(bench.batches)

@@ -15,7 +15,8 @@ import typer
 from pydantic import BaseModel
 
 from ebmctl.cli.main import app
-from ebmctl.specs import METHOD_DEFAULTS, RunSpec, preset_header, preset_names, preset_path
+from ebmctl.recipes import RECIPES, RunSpec
+from ebmctl.specs import preset_header, preset_names, preset_path
 
 DOCS = Path(__file__).resolve().parent
 
@@ -99,7 +100,7 @@ def presets_reference() -> str:
         lines += [f"### `{name}`", "", *[f"> {h}" if h else ">" for h in header], "", "```toml",
                   "\n".join(body).strip(), "```", ""]
     lines += ["## Method defaults (the released code's settings)", ""]
-    for method, sections in METHOD_DEFAULTS.items():
+    for method, sections in ((name, recipe.defaults) for name, recipe in RECIPES.items()):
         flat = [f"`{s}.{k}` = `{v}`" for s, d in sections.items() for k, v in d.items()]
         lines += [f"- **{method}**: " + ", ".join(flat)]
     lines += ["", "## Spec keys", ""]

@@ -21,7 +21,7 @@ from ebmctl.cli import train as train_cmd
 from ebmctl.cli.common import GlobalOptions, examples
 from ebmctl.console import stderr
 from ebmctl.errors import EbmctlError
-from ebmctl.services.stopping import signal_name, signum_of
+from ebmctl.services.runtime.stopping import signal_name, signum_of
 
 app = typer.Typer(
     name="ebmctl",
@@ -172,7 +172,7 @@ SHARED_ERRORS = ("spec", "usage", "interrupted", "divergence")
 
 def _rank() -> int:
     """This process's rank among several training processes (0 when alone)."""
-    from ebmctl.services.distributed import env_rank
+    from ebmctl.services.runtime.distributed.environment import env_rank
 
     try:
         return env_rank()

@@ -11,11 +11,16 @@ from rich.table import Table
 from ebmctl.cli.common import GlobalOptions, emit, examples, kv_table, options
 from ebmctl.console import stdout
 from ebmctl.errors import SpecError, UsageError
+from ebmctl.recipes import resolve_spec, spec_to_json, validate_spec
 from ebmctl.run_lock import held_error, holder
 from ebmctl.runs import SPEC_JSON, STATE_CKPT, read_json, resolve_run, run_to_resume
-from ebmctl.services import distributed
 from ebmctl.services import train as service
-from ebmctl.specs import deep_merge, parse_override, resolve_spec, set_path, spec_to_json, validate_spec
+from ebmctl.services.runtime.distributed.environment import env_rank, launched
+from ebmctl.services.runtime.distributed.launcher import check_launch
+from ebmctl.services.runtime.distributed.launcher import launch as launch_processes
+from ebmctl.services.runtime.distributed.processes import check_batches
+from ebmctl.services.runtime.distributed.rank_state import check_world
+from ebmctl.specs import deep_merge, parse_override, set_path
 
 HELP = "Train a model from a preset (or spec file) with overrides; resume an interrupted run."
 
@@ -48,10 +53,10 @@ def train(
     opts = options(ctx)
     extra = {k: v for k, v in {"train.steps": steps, "seed": seed, "data.download": download or None}.items() if v is not None}
     if nproc is not None:
-        if distributed.launched():
+        if launched():
             raise UsageError("--nproc starts its own processes, but this one was started as one of several",
                              "drop --nproc when launching with torchrun")
-        distributed.check_launch(nproc, opts.device)
+        check_launch(nproc, opts.device)
     launch = nproc if nproc is not None and nproc > 1 and not print_spec else 0  # processes to start
 
     def worker_args(head: list[str]) -> list[str]:
@@ -72,9 +77,9 @@ def train(
         if launch:
             if (who := holder(run_dir)) is not None:  # the processes would each be refused: refuse once, here
                 raise held_error(run_dir, who)
-            distributed.check_world(run_dir, launch)
-            distributed.check_batches(validate_spec(deep_merge(read_json(run_dir / SPEC_JSON), tree)), launch)
-            raise typer.Exit(distributed.launch(launch, worker_args(["--resume", str(run_dir)]), debug=opts.debug))
+            check_world(run_dir, launch)
+            check_batches(validate_spec(deep_merge(read_json(run_dir / SPEC_JSON), tree)), launch)
+            raise typer.Exit(launch_processes(launch, worker_args(["--resume", str(run_dir)]), debug=opts.debug))
         result = service.resume(run_dir, overrides=tree, device=opts.device, cli_data_root=opts.data_root,
                                 reporter=opts.reporter())
     else:
@@ -85,12 +90,12 @@ def train(
             stdout.print_json(data=spec_to_json(spec))
             return
         if launch:
-            distributed.check_batches(spec, launch)
-            raise typer.Exit(distributed.launch(launch, worker_args(["--preset", preset] if preset else []),
+            check_batches(spec, launch)
+            raise typer.Exit(launch_processes(launch, worker_args(["--preset", preset] if preset else []),
                                                 debug=opts.debug))
         result = service.train(spec, runs_root=opts.runs, device=opts.device, cli_data_root=opts.data_root,
                                reporter=opts.reporter())
-    if distributed.env_rank() == 0:  # the other processes of a data-parallel run stay quiet
+    if env_rank() == 0:  # the other processes of a data-parallel run stay quiet
         emit(opts, result.to_dict(), _table(result))
 
 

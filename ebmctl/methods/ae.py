@@ -17,14 +17,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ebmctl.methods.parts import EnergyModel, GeneratorPair
+from ebmctl.methods.energy_model import EnergyModel
+from ebmctl.methods.model_state import GeneratorPair
 
 
 class Autoencoder(GeneratorPair):
     """Encoder and decoder trained jointly on the noisy-latent reconstruction loss; the decoder is ``net``."""
 
     name = "ae"
-    CAPABILITIES: tuple[str, ...] = ("sample", "generator", "representation")
     pixel_range = (-1.0, 1.0)
     PARTNER = "encoder"
 

@@ -1,91 +1,33 @@
 """What every method offers the commands, and the shared shape of persistent-chain image EBMs.
 
 A method is built from plain arguments (the service turns a spec into them). It owns its energy, its
-training step and its state; commands ask it for capabilities: ``sample`` (sample), ``ood_scores`` (ood),
-``representation`` (probe), ``conditional_energy`` (compose), ``refine`` (refine), ``generator`` (a generator a Hat EBM can
-stand on). ``CAPABILITIES`` names the ones a method has.
+training step and its state; commands ask it for capabilities, typed in :mod:`ebmctl.methods.capabilities`.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from ebmctl.methods.parts import (
-    EnergyModel,
-    ModelState,
-    PixelRange,
-    Replicas,
-    energy_scores,
-    init_chains,
-    summed_energy,
-)
-from ebmctl.samplers.buffers import ReplayBuffer, SlotBuffer
+from ebmctl.methods.chains import ChainSource, buffer_share
+from ebmctl.methods.energies import energy_scores, summed_energy
+from ebmctl.methods.energy_model import EnergyModel
+from ebmctl.methods.model_state import ModelState, PixelRange
+from ebmctl.methods.replication import Replicas
+from ebmctl.samplers.buffers import ReplayBuffer
 from ebmctl.samplers.langevin import LangevinParams, augmented_sgld, frozen
 from ebmctl.samplers.pool import PoolResult, PoolSchedule, pool_sgld
-from ebmctl.samplers.transitions import Transition
-
-
-@dataclass
-class ChainSource:
-    """Where training chains start: a replay buffer, restarts from uniform noise, an augmentation."""
-
-    shape: tuple[int, ...]
-    buffer: ReplayBuffer | None
-    reinit: float
-    init_range: tuple[float, float] = (0.0, 1.0)
-    transition: Transition | None = None
-
-    def draw(self, n: int, device: torch.device) -> Tensor:
-        return init_chains(
-            n,
-            self.shape,
-            buffer=self.buffer,
-            reinit=self.reinit,
-            init_range=self.init_range,
-            transition=self.transition,
-            device=device,
-        )
-
-    def noise(self, n: int, device: torch.device) -> Tensor:
-        lo, hi = self.init_range
-        return torch.rand((n, *self.shape), device=device) * (hi - lo) + lo
-
-    def draw_slots(self, n: int, device: torch.device) -> tuple[Tensor, Tensor]:
-        """``n`` chains from distinct slots of a :class:`SlotBuffer` (each restarted from noise with probability
-        ``reinit``, then augmented); returns the slot indices to write the advanced chains back to."""
-        buffer = self.buffer
-        if not isinstance(buffer, SlotBuffer):
-            raise ValueError("this method keeps its chains in a slots buffer (buffer.policy = 'slots')")
-        idx, x = buffer.draw(n, self.shape)
-        x = x.to(device)
-        restart = torch.rand(n, device=device) < self.reinit
-        if restart.any():
-            x[restart] = self.noise(int(restart.sum()), device)
-        if self.transition is not None:
-            x = self.transition(x)
-        return idx, x
-
-
-def buffer_share(buffer: ReplayBuffer, replicas: Replicas) -> ReplayBuffer:
-    """An empty buffer like ``buffer`` holding this process's share of its slots: with several processes
-    each keeps its own chains, and together they hold the configured size."""
-    if len(buffer):
-        raise ValueError("a buffer is shared out before training starts")
-    return type(buffer)(replicas.share(buffer.capacity), quantize=buffer.quantize, value_range=buffer.value_range,
-                        device=buffer.device)
 
 
 class PersistentChainEbm(PixelRange, ModelState, ABC):
     """An image (or point) EBM trained with persistent Langevin chains: IGEBM and ICD."""
 
     name = "base"
-    CAPABILITIES: tuple[str, ...] = ("sample", "ood_scores", "representation")
 
     def __init__(self, model: EnergyModel, *, sampler: LangevinParams, chains: ChainSource, device: torch.device):
         self.model = model
@@ -107,6 +49,9 @@ class PersistentChainEbm(PixelRange, ModelState, ABC):
     @abstractmethod
     def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, float]:
         """Sample negatives, compute the loss, take one optimiser step; return scalar metrics."""
+
+    def replay_buffers(self) -> list[ReplayBuffer]:
+        return [self.chains.buffer] if self.chains.buffer is not None else []
 
     def replicate(self, replicas: Replicas) -> None:
         super().replicate(replicas)

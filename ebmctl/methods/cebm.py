@@ -15,8 +15,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ebmctl.methods.base import ChainSource, PersistentChainEbm
-from ebmctl.methods.parts import EnergyModel, cd_loss, energy_scores, summed_energy
+from ebmctl.losses.contrastive_divergence import cd_loss
+from ebmctl.methods.base import PersistentChainEbm
+from ebmctl.methods.chains import ChainSource
+from ebmctl.methods.energies import energy_scores, summed_energy
+from ebmctl.methods.energy_model import EnergyModel
 from ebmctl.samplers.buffers import SlotBuffer
 from ebmctl.samplers.langevin import LangevinParams, frozen, sgld_params
 

@@ -24,8 +24,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ebmctl.losses.contrastive import simclr_loss
-from ebmctl.methods.base import ChainSource, PersistentChainEbm
-from ebmctl.methods.parts import EnergyModel, Replicas, energy_scores, summed_energy
+from ebmctl.methods.base import PersistentChainEbm
+from ebmctl.methods.chains import ChainSource
+from ebmctl.methods.energies import energy_scores, summed_energy
+from ebmctl.methods.energy_model import EnergyModel
+from ebmctl.methods.replication import Replicas
 from ebmctl.methods.state import prefixed, unprefixed
 from ebmctl.samplers.buffers import SlotBuffer
 from ebmctl.samplers.langevin import LangevinParams, frozen, sgld_params
@@ -53,7 +56,6 @@ def composed_energy(f: Tensor, u: Tensor, latents: Tensor, signs: Tensor, beta: 
 
 class Clel(PersistentChainEbm):
     name = "clel"
-    CAPABILITIES = ("sample", "ood_scores", "representation", "latents")
 
     def __init__(
         self,

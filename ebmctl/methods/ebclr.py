@@ -22,10 +22,11 @@ import torch
 from torch import Tensor
 
 from ebmctl.losses.contrastive import ebclr_log_density, ebclr_loss
-from ebmctl.methods.base import buffer_share
-from ebmctl.methods.parts import EnergyModel, Replicas
+from ebmctl.methods.chains import buffer_share
+from ebmctl.methods.energy_model import EnergyModel
+from ebmctl.methods.replication import Replicas
 from ebmctl.methods.simclr import Simclr
-from ebmctl.samplers.buffers import SlotBuffer
+from ebmctl.samplers.buffers import ReplayBuffer, SlotBuffer
 from ebmctl.samplers.langevin import LangevinParams, frozen, msgld_noise, sgld
 from ebmctl.samplers.transitions import Transition
 
@@ -59,6 +60,9 @@ class Ebclr(Simclr):
         self.rho = rho
         self.lmda1, self.lmda2 = lmda1, lmda2
         self.sigma_min, self.sigma_max, self.noise_decay = sigma_min, sigma_max, noise_decay
+
+    def replay_buffers(self) -> list[ReplayBuffer]:
+        return [self.buffer]
 
     def replicate(self, replicas: Replicas) -> None:
         super().replicate(replicas)

@@ -26,21 +26,18 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ebmctl.methods.parts import EnergyModel, ModelState, PixelRange, Replicas, energy_scores
+from ebmctl.losses.contrastive_divergence import hat_loss
+from ebmctl.losses.generators import generator_loss
+from ebmctl.methods.energies import energy_scores
+from ebmctl.methods.energy_model import EnergyModel
+from ebmctl.methods.model_state import ModelState, PixelRange
+from ebmctl.methods.replication import Replicas
 from ebmctl.methods.state import prefixed, unprefixed
 from ebmctl.samplers.hat import HatCallback, HatChains, HatLangevinParams, hat_langevin
 
 MODES = ("refine", "retrofit", "synthesis")
 
 
-def hat_loss(h_pos: Tensor, h_neg: Tensor, temperature: float) -> Tensor:
-    """(mean H(x+) - mean H(x-)) / T."""
-    return (h_pos.mean() - h_neg.mean()) / temperature
-
-
-def generator_loss(fake: Tensor, target: Tensor, factor: float) -> Tensor:
-    """factor * mean (G(z) - x)^2: the generator regresses onto past Hat EBM samples (eq. 12)."""
-    return factor * (fake - target).pow(2).mean()
 
 
 class GeneratorBank:
@@ -71,7 +68,6 @@ class GeneratorBank:
 
 class Hat(PixelRange, ModelState):
     name = "hat"
-    CAPABILITIES: tuple[str, ...] = ("sample", "ood_scores", "representation", "refine")
     pixel_range = (-1.0, 1.0)
 
     def __init__(

@@ -17,8 +17,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ebmctl.methods.base import ChainSource, PersistentChainEbm
-from ebmctl.methods.parts import EnergyModel, Replicas, cd_loss, nn_entropy, summed_energy
+from ebmctl.losses.contrastive_divergence import cd_loss, nn_entropy
+from ebmctl.methods.base import PersistentChainEbm
+from ebmctl.methods.chains import ChainSource
+from ebmctl.methods.energies import summed_energy
+from ebmctl.methods.energy_model import EnergyModel
+from ebmctl.methods.replication import Replicas
 from ebmctl.samplers.langevin import LangevinParams, frozen, sgld_params, sgld_with_differentiable_tail
 
 

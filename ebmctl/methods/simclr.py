@@ -11,13 +11,13 @@ import torch
 from torch import Tensor
 
 from ebmctl.losses.contrastive import nt_xent
-from ebmctl.methods.parts import EnergyModel, ModelState, PixelRange
+from ebmctl.methods.energy_model import EnergyModel
+from ebmctl.methods.model_state import ModelState, PixelRange
 from ebmctl.samplers.transitions import Transition
 
 
 class Simclr(PixelRange, ModelState):
     name = "simclr"
-    CAPABILITIES: tuple[str, ...] = ("representation",)
 
     def __init__(
         self,

@@ -13,25 +13,15 @@ Adam; images are in [-1, 1] inside the method. Sampling draws G(z), z ~ N(0, I).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from ebmctl.methods.parts import EnergyModel, GeneratorPair
-
-
-def hinge_discriminator_loss(d_real: Tensor, d_fake: Tensor) -> Tensor:
-    """mean relu(1 - D(x)) + mean relu(1 + D(G(z)))."""
-    return F.relu(1.0 - d_real).mean() + F.relu(1.0 + d_fake).mean()
-
-
-def hinge_generator_loss(d_fake: Tensor) -> Tensor:
-    """-mean D(G(z))."""
-    return -d_fake.mean()
+from ebmctl.losses.generators import hinge_discriminator_loss, hinge_generator_loss
+from ebmctl.methods.energy_model import EnergyModel
+from ebmctl.methods.model_state import GeneratorPair
 
 
 class Sngan(GeneratorPair):
     name = "sngan"
-    CAPABILITIES: tuple[str, ...] = ("sample", "generator")
     pixel_range = (-1.0, 1.0)
     PARTNER = "discriminator"
 

@@ -26,16 +26,18 @@ from ebmctl.checkpoints import save_tensors, write_bytes_atomic
 from ebmctl.data.classes import class_name
 from ebmctl.data.views import find_attribute
 from ebmctl.errors import CapabilityError, DataError, EbmctlError, UsageError
+from ebmctl.methods.capabilities import HasLatents
+from ebmctl.recipes import condition_of
 from ebmctl.runs import check_outputs, command_dir, output_base, resolve_run, write_json
 from ebmctl.samplers.composition import compose as compose_energies
 from ebmctl.samplers.langevin import frozen
-from ebmctl.services.build import condition_of, resolve_device
-from ebmctl.services.chain_progress import ChainProgress
-from ebmctl.services.conditioning import examples_latent, run_dataset, trained_class
-from ebmctl.services.loading import LoadedRun, load_run
-from ebmctl.services.pictures import samples_png
-from ebmctl.services.reporting import NullReporter, Reporter
-from ebmctl.services.sample import cache_dir
+from ebmctl.services.runtime.chain_progress import ChainProgress
+from ebmctl.services.runtime.conditioning import examples_latent, run_dataset, trained_class
+from ebmctl.services.runtime.devices import resolve_device
+from ebmctl.services.runtime.judging import cache_dir
+from ebmctl.services.runtime.loading import LoadedRun, load_run
+from ebmctl.services.runtime.pictures import samples_png
+from ebmctl.services.runtime.reporting import NullReporter, Reporter
 
 
 @dataclass
@@ -181,7 +183,7 @@ def _latent_plan(run: LoadedRun, opts: ComposeOptions, cli_data_root: str | None
     from ebmctl.evaluation.attributes import ATTRIBUTE_ALIASES, resolve_attributes
 
     method = run.method
-    if "latents" not in method.CAPABILITIES:
+    if not isinstance(method, HasLatents):
         raise CapabilityError(f"run {run.ref.run_dir.name} ({run.spec.method.name}) has no attribute latents",
                               "--attrs needs a clel run; compose conditional icd runs with --runs A,B")
     if not run.info.attribute_names:
@@ -290,11 +292,9 @@ def attribute_judge(run: LoadedRun, cli_data_root: str | None, device: torch.dev
                     grid: Path | None = None) -> Any:
     """The attribute judge of the run's dataset, trained on first use (saying so first, with how long it will
     take here and where the already written ``grid`` is) and cached."""
-    from ebmctl.evaluation.attributes import (
-        ARCHITECTURE_NAMES,
+    from ebmctl.evaluation.attribute_judge import ARCHITECTURE_NAMES, default_architecture, default_steps
+    from ebmctl.evaluation.attribute_training import (
         cached_judge_matches,
-        default_architecture,
-        default_steps,
         load_or_train_attribute_judge,
         step_seconds,
     )

@@ -13,11 +13,12 @@ import torch
 from ebmctl.checkpoints import write_bytes_atomic, write_with
 from ebmctl.data import to_float
 from ebmctl.errors import CapabilityError, SpecError, UsageError
+from ebmctl.methods.capabilities import HasLatents, PerturbsOodInputs, Represents, ScoresOod
 from ebmctl.runs import RunRef, command_dir, output_base, write_json
-from ebmctl.services.build import data_root, dataset_from, resolve_device
-from ebmctl.services.loading import load_run
-from ebmctl.services.ood_sets import ScoredSet, ood_sets
-from ebmctl.services.reporting import NullReporter, Reporter
+from ebmctl.services.runtime.datasets import data_root, dataset_from
+from ebmctl.services.runtime.loading import open_run
+from ebmctl.services.runtime.ood_sets import ScoredSet, ood_sets
+from ebmctl.services.runtime.reporting import NullReporter, Reporter
 
 SCORES = ("energy", "grad_norm", "joint", "latent_nn")
 NN_REFERENCES = 10_000  # training images whose representations the latent_nn score compares with
@@ -74,23 +75,23 @@ def ood(
 
     reporter = reporter or NullReporter()
     _check(opts)
-    torch_device = resolve_device(device)
-    run = load_run(ref, torch_device)
-    caps = run.method.CAPABILITIES
+    run = open_run(ref, device)
+    torch_device = run.device
     if run.info.kind != "image":
         raise SpecError(f"run {ref.run_dir.name} models 2D points; OOD detection here is for images",
                         "pass an image run with --run")
-    has_latents = "latents" in caps
+    has_latents = isinstance(run.method, HasLatents)
+    scores_ood, represents = isinstance(run.method, ScoresOod), isinstance(run.method, Represents)
     if opts.scores is None:
-        if "ood_scores" in caps:
+        if scores_ood:
             opts = replace(opts, scores=["energy", "joint"] if has_latents else ["energy"])
         else:
-            opts = replace(opts, scores=["latent_nn"] if "representation" in caps else [])
-    if "ood_scores" not in caps and any(s != "latent_nn" for s in opts.scores or ["energy"]):
+            opts = replace(opts, scores=["latent_nn"] if represents else [])
+    if not scores_ood and any(s != "latent_nn" for s in opts.scores or ["energy"]):
         raise CapabilityError(f"method {run.spec.method.name} has no energy to score with",
                               "use --score latent_nn (distance to the nearest training representation)"
-                              if "representation" in caps else "use a run of an energy-based method")
-    if "latent_nn" in opts.scores and "representation" not in caps:
+                              if represents else "use a run of an energy-based method")
+    if "latent_nn" in opts.scores and not represents:
         raise CapabilityError(f"method {run.spec.method.name} has no representation for the latent_nn score",
                               "use --score energy,grad_norm")
     if not has_latents and ("joint" in opts.scores or opts.beta is not None):
@@ -168,7 +169,7 @@ def _score_set(method: Any, ds: Any, idx: torch.Tensor, opts: OodOptions, device
     parts: dict[str, list[np.ndarray]] = {s: [] for s in opts.scores}
     energy_scores = [s for s in opts.scores if s != "latent_nn"]
     # input noise of a method that scores perturbed inputs (CEBM's method.ood_noise): one seeded stream per set
-    noise = {"generator": torch.Generator().manual_seed(0)} if getattr(method, "ood_noise", 0.0) > 0 else {}
+    noise = {"generator": torch.Generator().manual_seed(0)} if isinstance(method, PerturbsOodInputs) and method.ood_noise > 0 else {}
     with reporter.progress(f"score {name}", len(idx), unit="image") as bar:
         done = 0
         for chunk in idx.split(opts.batch_size):

@@ -6,7 +6,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ebmctl.specs import preset_header, preset_names, preset_path, read_preset, resolve_spec, spec_to_json
+from ebmctl.recipes import resolve_spec, spec_to_json
+from ebmctl.recipes.registry import DEFAULT_RECIPE
+from ebmctl.specs import preset_header, preset_names, preset_path, read_preset
 
 
 @dataclass
@@ -28,7 +30,7 @@ def list_presets() -> list[PresetSummary]:
         tree = read_preset(name)
         header = preset_header(preset_path(name))
         method = tree.get("method", {})
-        method = method if isinstance(method, str) else method.get("name", "icd")
+        method = method if isinstance(method, str) else method.get("name", DEFAULT_RECIPE.name)
         sentence = first_sentence(header)
         out.append(PresetSummary(name, method, tree.get("data", {}).get("name", "shapes32"), summary_of(sentence),
                                  sentence))

@@ -2,7 +2,7 @@
 
 A linear probe with 1/10/100 labels per class over several seeds and with the full training split, a kNN
 classifier, and a 1-NN confusion matrix (CEBM's Figure 1), under one protocol: by default the one the run's
-method's paper uses (``PAPER_PROTOCOL``), or ``standard``. Optionally the same for raw pixels, under the same
+method's paper uses (its recipe's ``probe_protocol``), or ``standard``. Optionally the same for raw pixels, under the same
 protocol, and for a second dataset (transfer, EBCLR's Table 2).
 """
 
@@ -19,21 +19,16 @@ import torch
 from ebmctl.checkpoints import write_bytes_atomic
 from ebmctl.data import to_float
 from ebmctl.data.registry import dataset_entry, dataset_names
-from ebmctl.errors import CapabilityError, UsageError
+from ebmctl.errors import UsageError
+from ebmctl.methods.capabilities import Represents
+from ebmctl.recipes import RECIPES, recipe_named
 from ebmctl.runs import RunRef, command_dir, output_base, write_json
-from ebmctl.services.build import data_root, dataset_from, resolve_device
-from ebmctl.services.loading import LoadedRun, load_run
-from ebmctl.services.reporting import NullReporter, Reporter
+from ebmctl.services.runtime.datasets import data_root, dataset_from
+from ebmctl.services.runtime.loading import LoadedRun, open_run
+from ebmctl.services.runtime.reporting import NullReporter, Reporter
 from ebmctl.specs import DataSpec
 
 DEFAULT_SHOTS: tuple[int | None, ...] = (1, 10, 100, None)
-# The protocol a method is probed with by default: its paper's, or its family's. IGEBM, ICD, the Hat EBM and
-# the autoencoder are probed as the CEBM paper probes IGEBM and VAEs; SimCLR (EBCLR's baseline) and CLEL's
-# contrastive encoder as EBCLR probes contrastive encoders.
-PAPER_PROTOCOL: dict[str, str] = {
-    "cebm": "cebm", "igebm": "cebm", "icd": "cebm", "hat": "cebm", "ae": "cebm",
-    "ebclr": "ebclr", "simclr": "ebclr", "clel": "ebclr",
-}
 PROTOCOL_CHOICES: tuple[str, ...] = ("paper", "standard", "cebm", "ebclr")
 
 
@@ -90,10 +85,10 @@ def _check_protocol(choice: str) -> None:
 
 
 def resolve_protocol(choice: str, method: str) -> str:
-    """The protocol ``choice`` names for a run of ``method``: ``paper`` is the method's paper protocol (a method
-    missing from ``PAPER_PROTOCOL`` gets ``standard``)."""
+    """The protocol ``choice`` names for a run of ``method``: ``paper`` is the protocol its recipe names (its
+    paper's, or its family's)."""
     _check_protocol(choice)
-    return PAPER_PROTOCOL.get(method, "standard") if choice == "paper" else choice
+    return recipe_named(method).probe_protocol if choice == "paper" else choice
 
 
 def _check(opts: ProbeOptions) -> None:
@@ -115,15 +110,15 @@ def probe(
     cli_data_root: str | None = None,
     reporter: Reporter | None = None,
 ) -> ProbeResult:
-    from ebmctl.evaluation.probe import PROTOCOLS, confusion_png, linear_probe, nearest_neighbour_confusion
+    from ebmctl.evaluation.linear_probes import linear_probe
+    from ebmctl.evaluation.neighbours import confusion_png, nearest_neighbour_confusion
+    from ebmctl.evaluation.probe import PROTOCOLS
 
     reporter = reporter or NullReporter()
     _check(opts)
-    torch_device = resolve_device(device)
-    run = load_run(ref, torch_device)
-    if "representation" not in run.method.CAPABILITIES:
-        raise CapabilityError(f"method {run.spec.method.name} offers no representation to probe",
-                              "probe a run of cebm, ebclr, simclr, clel, icd or igebm")
+    run = open_run(ref, device, Represents, ("method {method} offers no representation to probe",
+                                             f"probe a run of {', '.join(_represented())}"))
+    torch_device = run.device
     if run.info.kind != "image":
         raise UsageError(f"run {ref.run_dir.name} models 2D points; probe measures image representations",
                          "pass an image run with --run")
@@ -225,3 +220,8 @@ def _features(run: LoadedRun, x: torch.Tensor, kind: str, opts: ProbeOptions, de
             done += len(chunk)
             bar.update(done)
     return np.concatenate(parts)
+
+
+def _represented() -> list[str]:
+    """The methods with a representation to probe."""
+    return [name for name, recipe in RECIPES.items() if issubclass(recipe.method, Represents)]

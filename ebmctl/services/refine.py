@@ -11,14 +11,13 @@ import torch
 from torch import Tensor
 
 from ebmctl.checkpoints import save_tensors, write_bytes_atomic
-from ebmctl.errors import CapabilityError
+from ebmctl.methods.capabilities import Refines
 from ebmctl.runs import RunRef, command_dir, output_base, write_json
-from ebmctl.services.build import resolve_device
-from ebmctl.services.chain_progress import ChainProgress
-from ebmctl.services.loading import load_run
-from ebmctl.services.pictures import hat_chains_png, image_grid_png
-from ebmctl.services.reporting import NullReporter, Reporter
-from ebmctl.services.sample import check_fid_count, fid_metrics
+from ebmctl.services.runtime.chain_progress import ChainProgress
+from ebmctl.services.runtime.judging import check_fid_count, fid_metrics
+from ebmctl.services.runtime.loading import open_run
+from ebmctl.services.runtime.pictures import hat_chains_png, image_grid_png
+from ebmctl.services.runtime.reporting import NullReporter, Reporter
 
 
 @dataclass
@@ -64,11 +63,10 @@ def refine(
     reporter: Reporter | None = None,
 ) -> RefineResult:
     reporter = reporter or NullReporter()
-    torch_device = resolve_device(device)
-    run = load_run(ref, torch_device)
-    if "refine" not in run.method.CAPABILITIES:
-        raise CapabilityError(f"{run.spec.method.name} run {ref.run_dir.name} is not a Hat EBM",
-                              "train one first, e.g. ebmctl train --preset hat-refine-shapes, and pass it to --run")
+    run = open_run(ref, device, Refines, ("{method} run {run} is not a Hat EBM",
+                                          "train one first, e.g. ebmctl train --preset hat-refine-shapes, and pass it "
+                                          "to --run"))
+    torch_device = run.device
     method = run.method
     n = opts.n if opts.n is not None else run.spec.sample.n
     if opts.fid:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterable
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -13,23 +11,24 @@ from typing import Any
 import torch
 
 from ebmctl.checkpoints import write_bytes_atomic
-from ebmctl.data import to_float
-from ebmctl.data.classes import set_label
-from ebmctl.data.registry import dataset_entry, dataset_names
 from ebmctl.errors import CapabilityError, SpecError, UsageError
+from ebmctl.methods.capabilities import HasEnergy, HasLatents, LangevinTrained, Samples, SamplesPool
+from ebmctl.recipes import recipe_of, spec_to_json, validate_spec
 from ebmctl.runs import RunRef, command_dir, output_base, write_json
 from ebmctl.samplers.fastpath import PRECISIONS
+from ebmctl.samplers.hat import HatLangevinParams
 from ebmctl.samplers.langevin import LangevinParams
 from ebmctl.samplers.pool import PoolSchedule
 from ebmctl.samples_file import StreamingTensorWriter, iter_rows, streaming_tensor_file
-from ebmctl.services.build import data_root, dataset_from, every_class, resolve_device
-from ebmctl.services.chain_progress import ChainProgress
-from ebmctl.services.conditioning import Condition, class_condition, instance_condition
-from ebmctl.services.loading import LoadedRun, load_replay_buffer, load_run
-from ebmctl.services.pictures import chain_strip_png, samples_png
-from ebmctl.services.reporting import NullReporter, Reporter
-from ebmctl.services.stopping import Interrupted, signal_name, signum_of, stop_signals
-from ebmctl.specs import DataSpec
+from ebmctl.services.runtime.chain_progress import ChainProgress
+from ebmctl.services.runtime.conditioning import Condition, class_condition, instance_condition
+from ebmctl.services.runtime.datasets import data_root, dataset_from
+from ebmctl.services.runtime.judging import check_fid_count, class_accuracy, fid_metrics
+from ebmctl.services.runtime.loading import LoadedRun, load_replay_buffer, open_run
+from ebmctl.services.runtime.pictures import chain_strip_png, samples_png
+from ebmctl.services.runtime.reporting import NullReporter, Reporter
+from ebmctl.services.runtime.stopping import Interrupted, signal_name, signum_of, stop_signals
+from ebmctl.specs import layered
 
 GRID_SAMPLES = 100  # the samples grid.png shows
 
@@ -73,54 +72,52 @@ class SampleResult:
                 "files": self.files, "metrics": self.metrics, "settings": self.settings}
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("EBMCTL_CACHE", Path.home() / ".cache" / "ebmctl")).expanduser()
+def _with_options(run: LoadedRun, opts: SampleOptions) -> Any:
+    """The run's spec with this command's options on top, by the precedence every spec follows (its method's
+    defaults < preset < --set < a command's options): the sampling settings, typed and validated."""
+    options = {"sample.n": opts.n, "sample.steps": opts.steps, "sample.init": opts.init,
+               "sample.aug_every": opts.aug_every, "sample.plain_steps": opts.plain_steps,
+               "sample.step_size": opts.step_size, "sample.noise": opts.noise, "sample.schedule": opts.schedule,
+               "sampler.precision": opts.precision}
+    try:
+        return validate_spec(layered(spec_to_json(run.spec), extra={k: v for k, v in options.items() if v is not None}))
+    except SpecError as err:  # a value the options gave, or a combination of them with the run's
+        hint = ("the pool runs rounds of --aug-every steps (at least 1)" if "pool" in err.message else
+                "see `ebmctl sample --help`")
+        raise UsageError(f"sample options: {err.message}", hint) from None
 
 
 def _settings(run: LoadedRun, opts: SampleOptions) -> dict[str, Any]:
-    d = run.spec.sample
+    if (opts.n is not None and opts.n < 1) or (opts.steps is not None and opts.steps < 1):
+        raise UsageError("--n and --steps must be at least 1", "e.g. ebmctl sample --steps 600 --n 64")
+    if opts.init is not None and opts.init not in ("noise", "buffer"):
+        raise UsageError(f"unknown --init {opts.init!r}", "use noise or buffer")
+    if opts.precision is not None and opts.precision not in PRECISIONS:
+        raise UsageError(f"unknown --precision {opts.precision!r}", f"use one of {', '.join(PRECISIONS)}")
+    if opts.schedule is not None and opts.schedule not in ("chains", "pool"):
+        raise UsageError(f"unknown --schedule {opts.schedule!r}", "use chains or pool")
+    spec = _with_options(run, opts)
+    d, sampler = spec.sample, spec.sampler
     s = {
         # --fid without --n draws as many samples as the FID protocol scores (eval.fid_samples)
-        "n": opts.n if opts.n is not None else max(d.n, run.spec.eval.fid_samples) if opts.fid else d.n,
-        "steps": opts.steps if opts.steps is not None else d.steps,
-        "init": opts.init or d.init,
-        "aug_every": opts.aug_every if opts.aug_every is not None else d.aug_every,
-        "plain_steps": opts.plain_steps if opts.plain_steps is not None else d.plain_steps,
-        "step_size": opts.step_size if opts.step_size is not None else (d.step_size or run.spec.sampler.step_size),
-        "noise": opts.noise if opts.noise is not None else (d.noise if d.noise is not None else run.spec.sampler.noise),
+        "n": max(d.n, spec.eval.fid_samples) if opts.fid and opts.n is None else d.n,
+        "steps": d.steps,
+        "init": d.init,
+        "aug_every": d.aug_every,
+        "plain_steps": min(d.plain_steps, d.steps),
+        "step_size": d.step_size or sampler.step_size,
+        "noise": d.noise if d.noise is not None else sampler.noise,
         "seed": opts.seed,
         "ema": opts.ema and run.method.has_ema,
-        "precision": opts.precision or run.spec.sampler.precision,
+        "precision": sampler.precision,
     }
-    if s["n"] < 1 or s["steps"] < 1:
-        raise UsageError("--n and --steps must be at least 1", "e.g. ebmctl sample --steps 600 --n 64")
     if opts.fid:
         check_fid_count(s["n"], "drop --fid")
-    if s["init"] not in ("noise", "buffer"):
-        raise UsageError(f"unknown --init {s['init']!r}", "use noise or buffer")
-    if s["precision"] not in PRECISIONS:
-        raise UsageError(f"unknown --precision {s['precision']!r}", f"use one of {', '.join(PRECISIONS)}")
-    if s["plain_steps"] > s["steps"]:
-        s["plain_steps"] = s["steps"]
-    s["schedule"] = opts.schedule or d.schedule
+    s["schedule"] = d.schedule
     if s["schedule"] == "pool":
         _pool_settings(run, opts, s)
-    elif s["schedule"] != "chains":
-        raise UsageError(f"unknown --schedule {s['schedule']!r}", "use chains or pool")
-    if run.spec.method.name == "hat":  # its own joint sampler: the run's epsilons, not step size and noise
-        method = run.spec.method
-        s.update(step_size=None, noise=None, epsilon=getattr(method, "epsilon", None),
-                 epsilon_latent=getattr(method, "epsilon_latent", None))
+    s.update(recipe_of(run.spec).sample_settings(run.spec))  # a method with its own sampler records its settings
     return s
-
-
-def check_fid_count(n: int, without: str) -> None:
-    """Refuse, before sampling, fewer samples than FID/KID and precision/recall can be computed on."""
-    from ebmctl.evaluation.fid import MIN_IMAGES
-
-    if n < MIN_IMAGES:
-        raise UsageError(f"FID/KID and precision/recall need at least {MIN_IMAGES} samples; --n is {n}",
-                         f"raise --n (e.g. --n 1000), or {without}")
 
 
 def _pool_settings(run: LoadedRun, opts: SampleOptions, s: dict[str, Any]) -> None:
@@ -128,7 +125,7 @@ def _pool_settings(run: LoadedRun, opts: SampleOptions, s: dict[str, Any]) -> No
     if opts.steps is not None or opts.plain_steps is not None:
         raise UsageError("--steps and --plain-steps set the chains schedule; this run samples with the pool schedule",
                          "add --schedule chains, or leave them out to run the pool's rounds")
-    if not hasattr(run.method, "sample_pool"):
+    if not isinstance(run.method, SamplesPool):
         raise CapabilityError(f"method {run.spec.method.name} has no pool schedule", "use --schedule chains")
     d = run.spec.sample
     try:
@@ -150,8 +147,8 @@ def _set_precision(run: LoadedRun, precision: str) -> None:
     """Run the loaded method's Langevin sampler at ``precision`` (a sampling choice, not a retraining)."""
     if precision == run.spec.sampler.precision:
         return
-    sampler = getattr(run.method, "sampler", None)
-    if not isinstance(sampler, LangevinParams):
+    sampler = run.method.sampler if isinstance(run.method, LangevinTrained) else None
+    if not isinstance(sampler, LangevinParams | HatLangevinParams):
         raise UsageError(f"--precision applies to Langevin samplers; {run.spec.method.name} runs its own sampler",
                          "drop --precision")
     run.method.sampler = replace(sampler, precision=precision)
@@ -166,11 +163,9 @@ def sample(
     reporter: Reporter | None = None,
 ) -> SampleResult:
     reporter = reporter or NullReporter()
-    torch_device = resolve_device(device)
-    run = load_run(ref, torch_device)
-    if "sample" not in run.method.CAPABILITIES:
-        raise CapabilityError(f"method {run.spec.method.name} learns a representation and draws no samples",
-                              "probe it with `ebmctl probe`, or sample a run of an energy-based method")
+    run = open_run(ref, device, Samples, ("method {method} learns a representation and draws no samples",
+                                          "probe it with `ebmctl probe`, or sample a run of an energy-based method"))
+    torch_device = run.device
     if opts.fid and run.info.kind != "image":
         raise SpecError("--fid needs images; this run samples 2D points", "drop --fid and look at grid.png")
     s = _settings(run, opts)
@@ -318,7 +313,7 @@ def _energy_meter(run: LoadedRun, condition: Condition | None, s: dict[str, Any]
             return condition.energy_for(0, len(images))(method.to_model(images))
 
         return conditional
-    if not callable(getattr(method, "energy", None)):
+    if not isinstance(method, HasEnergy):
         return None
     return lambda images: method.energy(images, ema=s["ema"])
 
@@ -328,112 +323,10 @@ def _condition(run: LoadedRun, opts: SampleOptions, s: dict[str, Any], cli_data_
         raise UsageError("--like and --class cannot be combined", "give one of them")
     if (opts.like or opts.class_label) and run.info.kind != "image":
         raise SpecError("conditional sampling is for image runs", "drop --like/--class")
-    if opts.beta is not None and "latents" not in run.method.CAPABILITIES:
+    if opts.beta is not None and not isinstance(run.method, HasLatents):
         raise UsageError("--beta weighs CLEL's latent term", "drop --beta for this run")
     if opts.like:
         return instance_condition(run, opts.like, s["n"], cli_data_root, ema=s["ema"], beta=opts.beta)
     if opts.class_label:
         return class_condition(run, opts.class_label, cli_data_root, ema=s["ema"], beta=opts.beta)
     return None
-
-
-def class_judge(run: LoadedRun, *, cli_data_root: str | None, device: torch.device, reporter: Reporter) -> Any:
-    """The in-domain class judge of the run's dataset (trained on first use, then cached)."""
-    from ebmctl.evaluation.judges import load_or_train_judge
-
-    spec = run.spec
-    root = data_root(spec.data.root, cli_data_root)
-    shape = run.info.shape
-    data = every_class(spec.data)  # the judge is the dataset's, shared by every run on it through the cache
-    test = _reference_split(data, root, shape)
-    train_ds = dataset_from(data, root=root, split=data.split, image_size=shape[-1], channels=shape[0])
-    path = cache_dir() / "judges" / f"{spec.data.name}-{shape[0]}x{shape[1]}x{shape[2]}.safetensors"
-    with reporter.progress(f"judge for {spec.data.name}", spec.eval.judge_steps) as bar:
-        judge, trained = load_or_train_judge(
-            path, train_ds, test, steps=spec.eval.judge_steps, device=str(device),
-            progress=lambda step, total, m: bar.update(step),
-        )
-    if trained:
-        reporter.info(f"trained the {spec.data.name} judge ({path})")
-    return judge
-
-
-def class_accuracy(run: LoadedRun, samples: torch.Tensor | Iterable[torch.Tensor], target: int, *,
-                   cli_data_root: str | None, device: torch.device, reporter: Reporter) -> dict[str, Any]:
-    """The share of class-conditional samples (a tensor, or its chunks in order) the class judge assigns to the
-    requested class."""
-    judge = class_judge(run, cli_data_root=cli_data_root, device=device, reporter=reporter).to(device).eval()
-    chunks = samples.split(256) if isinstance(samples, torch.Tensor) else samples
-    with torch.no_grad():
-        pred = torch.cat([judge.logits(c.to(device)).argmax(1).cpu() for c in chunks])
-    names = list(judge.meta.get("class_names") or [])
-    return {"class_accuracy": float((pred == target).float().mean()), "target_class": names[target] if names else target,
-            "judge_test_accuracy": judge.meta.get("test_accuracy")}
-
-
-def fid_metrics(
-    run: LoadedRun, samples: torch.Tensor, *, cli_data_root: str | None, device: torch.device, reporter: Reporter
-) -> dict[str, Any]:
-    """FID/KID/precision/recall of ``samples`` against the run's dataset, with the extractor named."""
-    from ebmctl.evaluation.fid import image_metrics
-
-    spec = run.spec
-    root = data_root(spec.data.root, cli_data_root)
-    shape = run.info.shape
-    ref, split = _fid_reference(spec, root, shape)
-    n = len(samples)
-    idx = torch.randperm(len(ref), generator=torch.Generator().manual_seed(0))[:n]
-    reference = to_float(ref.get_batch(idx)[0], dequantize=False)
-    weights = spec.eval.inception_weights
-    out: dict[str, Any] = {}
-    judge = None
-    if weights is None or ref.info.num_classes > 0:
-        judge = class_judge(run, cli_data_root=cli_data_root, device=device, reporter=reporter)
-        out.update(judge_report(judge, samples, device))
-    reporter.info(f"computing FID/KID/PR on {n} samples vs {len(reference)} {set_label(ref.info)} {split} images")
-    out["fid_reference"] = f"{set_label(ref.info)} {split}, {len(reference)} images"
-    metrics = image_metrics(samples, reference, judge=None if weights else judge, inception_weights=weights)
-    out.update(metrics)
-    return out
-
-
-def _fid_reference(spec: Any, root: Path | None, shape: tuple[int, ...]) -> tuple[Any, str]:
-    """The images --fid compares with and their split: the one ``eval.fid_reference`` names (the held-out split
-    of a dataset that has none is its training split)."""
-    name = spec.data.name
-    split = "train" if spec.eval.fid_reference == "train" else (
-        dataset_entry(name).eval_split if name in dataset_names() else "test")
-    try:
-        return dataset_from(spec.data, root=root, split=split, image_size=shape[-1], channels=shape[0]), split
-    except SpecError:
-        if split == "train":
-            raise
-    fallback = spec.data.split
-    return dataset_from(spec.data, root=root, split=fallback, image_size=shape[-1], channels=shape[0]), fallback
-
-
-def _reference_split(data: DataSpec, root: Path | None, shape: tuple[int, ...]):
-    try:
-        return dataset_from(data, root=root, split="test", image_size=shape[-1], channels=shape[0])
-    except SpecError:
-        return dataset_from(data, root=root, split=data.split, image_size=shape[-1], channels=shape[0])
-
-
-def judge_report(judge: Any, samples: torch.Tensor, device: torch.device, threshold: float = 0.9) -> dict[str, Any]:
-    """How the judge sees the samples: the share it classifies with confidence >= ``threshold`` and the
-    share of each class among its predictions (coverage)."""
-    judge = judge.to(device).eval()
-    probs = []
-    with torch.no_grad():
-        for chunk in samples.split(256):
-            probs.append(torch.softmax(judge.logits(chunk.to(device)), dim=1).cpu())
-    p = torch.cat(probs)
-    conf, cls = p.max(dim=1)
-    names = list(judge.meta.get("class_names") or range(p.shape[1]))
-    counts = torch.bincount(cls, minlength=p.shape[1]).tolist()
-    return {
-        "judge_confident": float((conf >= threshold).float().mean()),
-        "judge_threshold": threshold,
-        "judge_test_accuracy": judge.meta.get("test_accuracy"),
-        "judge_class_share": {str(names[i]): counts[i] / len(cls) for i in range(len(counts))},
-    }

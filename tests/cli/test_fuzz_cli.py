@@ -26,7 +26,8 @@ from pydantic.fields import FieldInfo
 
 from ebmctl.cli.main import main_entry
 from ebmctl.data.registry import dataset_names
-from ebmctl.specs import METHOD_NAMES, RunSpec, preset_names, resolve_spec, union_names
+from ebmctl.recipes import RunSpec, method_names, resolve_spec
+from ebmctl.specs import preset_names, union_names
 
 INPUTS: Counter[str] = Counter()  # generated inputs fed through, by category
 MIN_INPUTS = 600
@@ -394,7 +395,7 @@ BAD_NAMES = st.one_of(BAD_WORD, TEXT.filter(lambda s: s.strip() == s and s != ""
 @fuzz(40)
 @given(section=st.sampled_from(["method", "net"]), name=BAD_NAMES, how=st.sampled_from(["short", "name"]))
 def test_unknown_method_and_net_names(world, capsys, section, name, how):
-    names = METHOD_NAMES if section == "method" else union_names(RunSpec.model_fields["net"].annotation)
+    names = method_names() if section == "method" else union_names(RunSpec.model_fields["net"].annotation)
     assume(name not in names and not (isinstance(name, str) and name.lower() == "none"))
     path = section if how == "short" else f"{section}.name"
     check(world, capsys, "set_bad_value", ["train", "--set", f"{path}={toml_value(name)}"])
@@ -461,7 +462,7 @@ def bad_preset_tree(draw) -> dict[str, Any]:
         return {draw(WORD.filter(lambda w: w not in RunSpec.model_fields)): {"steps": 1}}
     if kind == "method":
         name = draw(BAD_NAMES)
-        assume(name not in METHOD_NAMES and not (isinstance(name, str) and name.lower() == "none"))
+        assume(name not in method_names() and not (isinstance(name, str) and name.lower() == "none"))
         return draw(st.sampled_from([{"method": name}, {"method": {"name": name}}]))
     if kind == "huge":
         path = draw(st.sampled_from(["train.steps", "train.batch_size", "buffer.size", "sample.n", "sampler.steps",

@@ -8,7 +8,7 @@ import time
 from rich.console import Console
 
 from ebmctl.console import RichReporter, fit, status_parts
-from ebmctl.services.chain_progress import ChainProgress
+from ebmctl.services.runtime.chain_progress import ChainProgress
 
 TRAIN_FIELDS = ("loss", "gap", "E+", "E-", "img/s")
 

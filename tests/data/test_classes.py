@@ -8,8 +8,8 @@ import torch
 from ebmctl.data import load_dataset
 from ebmctl.data.classes import parse_class_set, set_label
 from ebmctl.errors import DataError, SpecError
-from ebmctl.services.build import dataset_from, every_class
-from ebmctl.specs import resolve_spec
+from ebmctl.recipes import resolve_spec
+from ebmctl.services.runtime.datasets import dataset_from, every_class
 
 from .fixtures import CIFAR10_CLASSES, DTD_CLASSES, write_cifar10, write_dtd
 

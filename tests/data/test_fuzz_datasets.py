@@ -579,7 +579,7 @@ def test_image_folders_are_checked_while_training(env, capsys):
 
 
 def test_zzz_enough_inputs(request):
-    """Runs last in this file (tests/core/test_fuzz_loaders.py counts the checkpoint inputs on its own)."""
+    """Runs last in this file (tests/services/runtime/test_fuzz_loaders.py counts the checkpoint inputs on its own)."""
     selected = {item.originalname for item in request.session.items if item.module is request.module}
     if selected != {name for name in globals() if name.startswith("test_")}:
         pytest.skip("only part of this file ran")

@@ -13,7 +13,7 @@ from data.fixtures import write_celeba, write_cifar10, write_svhn
 from ebmctl.checkpoints import load_tensors
 from ebmctl.nets import count_parameters
 from ebmctl.runs import resolve_run
-from ebmctl.services.loading import load_run
+from ebmctl.services.runtime.loading import load_run
 
 ONE_STEP = ["--set", "data.verify_checksums=false", "--set", "train.steps=1", "--set", "train.batch_size=4",
             "--set", "sampler.steps=1", "--set", "buffer.size=16"]

@@ -11,10 +11,11 @@ import torch
 from ebmctl.checkpoints import load_tensors, read_meta
 from ebmctl.errors import DivergenceError
 from ebmctl.methods.igebm import Igebm
+from ebmctl.recipes import resolve_spec
 from ebmctl.runs import MODEL_CKPT, STATE_CKPT, read_json
-from ebmctl.services.guard import GuardState, diversity, problem
+from ebmctl.services.runtime.guard import GuardState, diversity, problem
 from ebmctl.services.train import resume, train
-from ebmctl.specs import GuardSpec, resolve_spec
+from ebmctl.specs import GuardSpec
 
 TIMING = {"images_per_s", "elapsed_s"}
 

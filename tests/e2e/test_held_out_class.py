@@ -59,7 +59,7 @@ def test_training_never_sees_the_held_out_class(held_out):
 def _scores(run: Path, classes: list[str], n: int) -> tuple[torch.Tensor, np.ndarray]:
     """Labels and energy scores of the first ``n`` test images of ``classes`` in the order ood draws them."""
     from ebmctl.runs import resolve_run
-    from ebmctl.services.loading import load_run
+    from ebmctl.services.runtime.loading import load_run
 
     ds = load_dataset("shapes32", split="test", classes=classes)
     idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(0))[:n]

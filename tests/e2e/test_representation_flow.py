@@ -28,7 +28,7 @@ from safetensors.torch import load_file
 
 from ebmctl.data import load_dataset, to_float
 from ebmctl.runs import resolve_run
-from ebmctl.services.loading import load_run
+from ebmctl.services.runtime.loading import load_run
 
 LATENT = 8  # net.latent_dim of the tiny CEBMs
 CEBM_TINY = ["--set", "train.steps=2", "--set", "net.channels=[8,8,8,8]", "--set", "net.hidden=16",
@@ -269,7 +269,8 @@ def _digits_features(run: Path) -> dict[str, dict[str, tuple[np.ndarray, np.ndar
 def test_probe_rows_are_the_protocols_classifiers_on_model_and_pixel_features(cebm, protocol):
     """`--protocol standard` gives the previous probe's numbers; the default, CEBM's, fits liblinear on the raw
     features and votes 1/d in Euclidean distance, on the pixels as on the model's features."""
-    from ebmctl.evaluation.probe import fit_liblinear, knn_accuracy, knn_euclidean_accuracy, linear_probe
+    from ebmctl.evaluation.linear_probes import fit_liblinear, linear_probe
+    from ebmctl.evaluation.neighbours import knn_accuracy, knn_euclidean_accuracy
 
     doc = _probe(cebm[0], "--dataset", "digits", "--pixels", "--shots", "1,full", "--seeds", "2", "--knn", "5",
                  "--protocol", protocol)

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from ebmctl.checkpoints import load_tensors
+from ebmctl.recipes import resolve_spec
 from ebmctl.runs import MODEL_CKPT, STATE_CKPT
 from ebmctl.services.train import resume, train
-from ebmctl.specs import resolve_spec
 
 TIMING = {"images_per_s", "elapsed_s"}
 

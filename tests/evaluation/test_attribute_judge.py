@@ -13,19 +13,19 @@ from ebmctl.checkpoints import read_meta, save_tensors
 from ebmctl.data import load_dataset
 from ebmctl.data.base import DataInfo, TensorImageDataset
 from ebmctl.errors import CheckpointError, SpecError, UsageError
-from ebmctl.evaluation.attributes import (
-    ATTRIBUTE_ALIASES,
-    AttributeJudge,
+from ebmctl.evaluation.attribute_judge import AttributeJudge, default_architecture, default_steps
+from ebmctl.evaluation.attribute_training import (
     attribute_accuracy,
-    attribute_rates,
-    attribute_report,
-    default_architecture,
-    default_steps,
     load_attribute_judge,
     load_or_train_attribute_judge,
-    resolve_attributes,
     save_attribute_judge,
     train_attribute_judge,
+)
+from ebmctl.evaluation.attributes import (
+    ATTRIBUTE_ALIASES,
+    attribute_rates,
+    attribute_report,
+    resolve_attributes,
 )
 from ebmctl.evaluation.judges import Judge, save_judge
 

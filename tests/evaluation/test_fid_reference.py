@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from ebmctl.errors import SpecError
-from ebmctl.services import sample as sample_service
-from ebmctl.specs import resolve_spec
+from ebmctl.recipes import resolve_spec
+from ebmctl.services.runtime import judging
 
 
 @pytest.fixture
@@ -20,7 +20,7 @@ def splits(monkeypatch: pytest.MonkeyPatch) -> list[str]:
             raise SpecError(f"no split {split}", "")
         return f"{data.name}:{split}"
 
-    monkeypatch.setattr(sample_service, "dataset_from", fake)
+    monkeypatch.setattr(judging, "dataset_from", fake)
     return asked
 
 
@@ -35,4 +35,4 @@ def splits(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 )
 def test_the_reference_split_follows_eval_fid_reference(splits, preset, sets, expected):
     spec = resolve_spec(preset, sets)
-    assert sample_service._fid_reference(spec, None, (3, 32, 32)) == expected
+    assert judging._fid_reference(spec, None, (3, 32, 32)) == expected

@@ -8,22 +8,24 @@ import numpy as np
 import pytest
 import torch
 
-from ebmctl.evaluation.probe import (
-    PAPER_HEAD_UPDATES,
-    PROTOCOLS,
+from ebmctl.evaluation.linear_probes import (
     _adam_linear_head,
-    confusion_png,
     few_shot_indices,
     fit_adam_linear,
     fit_liblinear,
     fit_logistic,
+    linear_probe,
+)
+from ebmctl.evaluation.neighbours import (
+    confusion_png,
     knn_accuracy,
     knn_euclidean_accuracy,
-    linear_probe,
     nearest_neighbour_confusion,
 )
-from ebmctl.methods import METHODS
-from ebmctl.services.probe import PAPER_PROTOCOL, PROTOCOL_CHOICES, resolve_protocol
+from ebmctl.evaluation.probe import PAPER_HEAD_UPDATES, PROTOCOLS
+from ebmctl.methods.capabilities import Represents
+from ebmctl.recipes import RECIPES
+from ebmctl.services.probe import PROTOCOL_CHOICES, resolve_protocol
 
 
 def _clusters(
@@ -451,9 +453,10 @@ def test_default_protocol_per_method(method, expected):
 
 
 def test_every_method_with_a_representation_has_a_paper_protocol():
-    probed = {name for name, cls in METHODS.items() if "representation" in cls.CAPABILITIES}
-    assert probed == set(PAPER_PROTOCOL)
-    assert set(PAPER_PROTOCOL.values()) <= set(PROTOCOLS)
+    probed = {name for name, recipe in RECIPES.items() if issubclass(recipe.method, Represents)}
+    paper = {name: recipe.probe_protocol for name, recipe in RECIPES.items() if recipe.probe_protocol != "standard"}
+    assert probed == set(paper)
+    assert set(paper.values()) <= set(PROTOCOLS)
     assert set(PROTOCOL_CHOICES) == {"paper", *PROTOCOLS}
 
 

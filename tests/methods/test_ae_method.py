@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from ebmctl.methods.ae import Autoencoder
-from ebmctl.methods.parts import EnergyModel
+from ebmctl.methods.energy_model import EnergyModel
 from ebmctl.nets.sngan import ImageLatentGenerator, SphereEncoder
 
 SIZE = 16

@@ -10,10 +10,9 @@ import torch
 from torch import nn
 
 from ebmctl.data import DataInfo
-from ebmctl.methods.parts import EnergyModel
+from ebmctl.methods.energy_model import EnergyModel
 from ebmctl.nets.cebm import CebmNet
-from ebmctl.services.build import build_method
-from ebmctl.specs import resolve_spec
+from ebmctl.recipes import build_method, resolve_spec
 
 DIGITS = DataInfo(name="digits", kind="image", split="train", shape=(1, 16, 16), num_classes=10)
 TINY_CEBM = ["net.channels=[8,8,8,8]", "net.hidden=16", "net.latent_dim=6", "sampler.steps=3", "train.batch_size=8"]

@@ -14,10 +14,9 @@ from ebmctl.checkpoints import load_tensors, save_tensors
 from ebmctl.data import load_dataset, to_float
 from ebmctl.losses.contrastive import nt_xent
 from ebmctl.methods.clel import Clel, composed_energy, joint_energy, marginal_energy
-from ebmctl.methods.parts import EnergyModel
+from ebmctl.methods.energy_model import EnergyModel
+from ebmctl.recipes import build_method, resolve_spec
 from ebmctl.samplers.buffers import SlotBuffer, make_buffer
-from ebmctl.services.build import build_method
-from ebmctl.specs import resolve_spec
 
 E = math.e
 

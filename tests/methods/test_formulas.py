@@ -9,10 +9,12 @@ import pytest
 import torch
 from torch import nn
 
-from ebmctl.methods.base import ChainSource
+from ebmctl.losses.contrastive_divergence import cd_loss, nn_entropy
+from ebmctl.methods.chains import ChainSource, init_chains
+from ebmctl.methods.energies import energy_scores, summed_energy
+from ebmctl.methods.energy_model import EnergyModel
 from ebmctl.methods.icd import Icd
 from ebmctl.methods.igebm import Igebm
-from ebmctl.methods.parts import EnergyModel, cd_loss, energy_scores, init_chains, nn_entropy, summed_energy
 from ebmctl.samplers.buffers import FifoBuffer
 from ebmctl.samplers.langevin import LangevinParams
 

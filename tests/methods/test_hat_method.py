@@ -6,12 +6,13 @@ import pytest
 import torch
 
 from ebmctl.data.base import DataInfo
-from ebmctl.methods.hat import GeneratorBank, Hat, generator_loss, hat_loss
-from ebmctl.methods.parts import EnergyModel, clip_grad_norm_per_tensor
+from ebmctl.losses.contrastive_divergence import hat_loss
+from ebmctl.losses.generators import generator_loss
+from ebmctl.methods.energy_model import EnergyModel, clip_grad_norm_per_tensor
+from ebmctl.methods.hat import GeneratorBank, Hat
 from ebmctl.nets.sngan import SnganDiscriminator, SnganGenerator
+from ebmctl.recipes import build_method, resolve_spec, spec_from_json, spec_to_json
 from ebmctl.samplers.hat import HatLangevinParams
-from ebmctl.services.build import build_method
-from ebmctl.specs import resolve_spec, spec_from_json, spec_to_json
 
 
 def _hat(mode: str = "refine", bank_size: int = 16) -> Hat:

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
+from ebmctl.methods.energy_model import EnergyModel
 from ebmctl.methods.optimizers import ClippedAdam
-from ebmctl.methods.parts import EnergyModel
 from ebmctl.methods.state import load_optimizer, optimizer_meta, optimizer_tensors
 
 

@@ -14,9 +14,8 @@ from ebmctl.losses.contrastive import distance_logits, ebclr_log_density, ebclr_
 from ebmctl.methods.cebm import Cebm
 from ebmctl.methods.ebclr import Ebclr
 from ebmctl.methods.simclr import Simclr
+from ebmctl.recipes import build_method, resolve_spec
 from ebmctl.samplers.langevin import msgld_noise, sgld
-from ebmctl.services.build import build_method
-from ebmctl.specs import resolve_spec
 
 DIGITS = DataInfo(name="digits", kind="image", split="train", shape=(1, 16, 16), num_classes=10)
 SHAPES = DataInfo(name="shapes32", kind="image", split="train", shape=(3, 16, 16), num_classes=4)

@@ -9,9 +9,9 @@ import torch
 
 from ebmctl.data import DataInfo
 from ebmctl.errors import SpecError
-from ebmctl.methods.sngan import Sngan, hinge_discriminator_loss, hinge_generator_loss
-from ebmctl.services.build import build_method
-from ebmctl.specs import resolve_spec
+from ebmctl.losses.generators import hinge_discriminator_loss, hinge_generator_loss
+from ebmctl.methods.sngan import Sngan
+from ebmctl.recipes import build_method, resolve_spec
 
 SHAPES = DataInfo(name="shapes32", kind="image", split="train", shape=(3, 32, 32), num_classes=4)
 TINY = ["net.ngf=16", "net.ndf=16", "net.nz=8", "train.batch_size=4", "method.n_dis=2"]

@@ -138,8 +138,8 @@ def test_params_carry_speed_options_to_sgld():
 
 def test_layout_auto_follows_the_net():
     from ebmctl.nets import build_net
-    from ebmctl.services.build import sampler_params
-    from ebmctl.specs import resolve_spec
+    from ebmctl.recipes import resolve_spec
+    from ebmctl.recipes.blocks import sampler_params
 
     cebm = resolve_spec(preset="cebm-digits")
     net = build_net(cebm.net.name, **{**cebm.net.model_dump(exclude={"name"}), "in_channels": 1, "image_size": 28})

@@ -105,3 +105,32 @@ def test_the_callback_sees_every_step_and_inputs_are_not_modified():
     hat_langevin(Quadratic(), Linear(), z0, y0, p, callback=lambda k, z, y, g: seen.append(k))
     assert seen == [0, 1, 2, 3]
     assert torch.equal(z0, torch.ones(2, 1)) and torch.equal(y0, torch.zeros(2, 1, 1, 2))
+
+
+def _shapes_nets() -> tuple[nn.Module, nn.Module]:
+    from ebmctl.nets.sngan import SnganDiscriminator, SnganGenerator
+
+    torch.manual_seed(0)
+    return SnganDiscriminator(32, ndf=16, spectral_norm=False).eval(), SnganGenerator(32, nz=8, ngf=16).eval()
+
+
+def _joint(hat: nn.Module, gen: nn.Module, **speed) -> tuple[Tensor, Tensor]:
+    torch.manual_seed(1)
+    z = torch.randn(4, 8)
+    out = hat_langevin(hat, gen, z, None, HatLangevinParams(3, 1e-2, 1e-2, temperature=1.0, **speed))
+    return out.z, out.y
+
+
+def test_nhwc_chains_change_nothing_but_rounding():
+    hat, gen = _shapes_nets()
+    z, y = _joint(hat, gen)
+    z_fast, y_fast = _joint(hat, gen, channels_last=True)
+    assert y_fast.is_contiguous() and torch.allclose(y_fast, y, atol=1e-5) and torch.allclose(z_fast, z, atol=1e-5)
+
+
+def test_bf16_energy_keeps_the_chains_in_float32_and_close():
+    hat, gen = _shapes_nets()
+    _, y = _joint(hat, gen)
+    z_bf16, y_bf16 = _joint(hat, gen, precision="bf16")
+    assert y_bf16.dtype == z_bf16.dtype == torch.float32
+    assert (y_bf16 - y).abs().max() < 0.05 * y.abs().max() + 1e-3 and torch.isfinite(z_bf16).all()
