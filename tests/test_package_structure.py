@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "ebmctl"
 # Each package's layer: a module imports from its own package and lower layers only.
 LAYERS = {
     "ebmctl": 0, "errors": 0, "console": 0, "checkpoints": 0, "run_lock": 0, "runs": 0, "samples_file": 0,
-    "data": 1, "nets": 1, "losses": 1, "specs": 1,
+    "data": 1, "nets": 1, "losses": 1, "specs": 1, "released": 1,
     "samplers": 2,
     "methods": 3, "evaluation": 3,
     "recipes": 4,

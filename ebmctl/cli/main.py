@@ -12,6 +12,7 @@ import typer
 
 from ebmctl import __version__
 from ebmctl.cli import compose as compose_cmd
+from ebmctl.cli import import_release as import_cmd
 from ebmctl.cli import ood as ood_cmd
 from ebmctl.cli import presets as presets_cmd
 from ebmctl.cli import probe as probe_cmd
@@ -97,6 +98,7 @@ app.command("compose", help=compose_cmd.HELP, epilog=compose_cmd.EPILOG)(compose
 app.command("ood", help=ood_cmd.HELP, epilog=ood_cmd.EPILOG)(ood_cmd.ood)
 app.command("probe", help=probe_cmd.HELP, epilog=probe_cmd.EPILOG)(probe_cmd.probe)
 app.command("refine", help=refine_cmd.HELP, epilog=refine_cmd.EPILOG)(refine_cmd.refine)
+app.command("import", help=import_cmd.HELP, epilog=import_cmd.EPILOG)(import_cmd.import_)
 app.add_typer(presets_cmd.app, name="presets")
 
 

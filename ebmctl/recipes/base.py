@@ -7,6 +7,8 @@ for a method by name: they ask its recipe, or the built method for a capability 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -14,6 +16,7 @@ from pydantic import BaseModel
 
 from ebmctl.data import DataInfo
 from ebmctl.errors import SpecError
+from ebmctl.released.base import Imported
 from ebmctl.specs import GeneratorSpec, NetSection, Section
 
 
@@ -31,6 +34,11 @@ class Recipe:
     probe_protocol: ClassVar[str] = "standard"  # the protocol `probe --protocol paper` means for it
     langevin: ClassVar[bool] = True  # trains with Langevin chains (its sampler.steps matter)
     local_state: ClassVar[tuple[str, ...]] = ("buffer.",)  # state keys each of several processes keeps for itself
+    # Reads a checkpoint the authors' released code wrote (ebmctl.released.<name>.convert), or None; with the
+    # globals besides tensors and plain values its format needs rebuilt (say an options object).
+    release: ClassVar[Callable[[Any, Path, str | None], Imported] | None] = None
+    release_globals: ClassVar[tuple[Any, ...]] = ()
+    release_note: ClassVar[str | None] = None  # why its released checkpoints are not read (yet), in one clause
 
     def build(self, spec: Any, info: DataInfo, device: torch.device) -> Any:
         """The method of ``spec`` for data shaped like ``info``, on ``device`` (checks come first)."""

@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 
 from ebmctl.methods.cebm import Cebm
 from ebmctl.recipes.blocks import ChainEbmRecipe
+from ebmctl.released.cebm import convert as convert_release
 from ebmctl.specs import NetSection, Section
 
 
@@ -58,6 +59,7 @@ class CebmRecipe(ChainEbmRecipe):
     net = CebmConvSpec
     nets = (CebmConvSpec,)
     slots = True
+    release = staticmethod(convert_release)
     defaults: ClassVar[dict[str, Any]] = {
         "net": {"name": "cebm_conv"},
         "sampler": {"steps": 60, "step_size": 1.0, "noise": 0.0075, "noise_first": False, "grad_clamp": None,

@@ -15,6 +15,7 @@ from ebmctl.methods.energy_model import EnergyModel
 from ebmctl.nets.encoders import ENCODERS
 from ebmctl.recipes.base import Recipe
 from ebmctl.recipes.blocks import augmentation, chain_source, energy_net, fast_layout, net_for, sampler_params
+from ebmctl.released.clel import convert as convert_release
 from ebmctl.specs import NetSection, Section
 from ebmctl.specs.sections import check_normalisation
 
@@ -82,6 +83,7 @@ class ClelMethodSpec(Section):
 class ClelRecipe(Recipe):
     name = "clel"
     spec = ClelMethodSpec
+    release = staticmethod(convert_release)
     method = Clel
     net = ClelResNetSpec
     nets = (ClelResNetSpec,)

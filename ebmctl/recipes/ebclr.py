@@ -12,6 +12,7 @@ from ebmctl.data import DataInfo
 from ebmctl.methods.ebclr import Ebclr
 from ebmctl.recipes.base import Recipe
 from ebmctl.recipes.blocks import augmentation, encoder_model, sampler_params
+from ebmctl.released.ebclr import convert as convert_release
 from ebmctl.samplers.buffers import SlotBuffer, make_buffer
 from ebmctl.specs import Section
 from ebmctl.specs.nets import ResNetEncoderSpec
@@ -35,6 +36,7 @@ class EbclrRecipe(Recipe):
     net = ResNetEncoderSpec
     slots = True
     probe_protocol = "ebclr"
+    release = staticmethod(convert_release)
     defaults: ClassVar[dict[str, Any]] = {
         "net": {"name": "resnet18", "batch_norm": False, "activation": "leaky_relu", "hidden": 512},
         "sampler": {"steps": 10, "step_size": 0.05, "noise": 0.01, "noise_first": False, "grad_clamp": 1.0,

@@ -84,6 +84,7 @@ class HatSpec(Section):
 class HatRecipe(Recipe):
     name = "hat"
     spec = HatMethodSpec
+    release_note = "its checkpoints were released for TensorFlow, whose tensor-bundle format ebmctl does not read yet"
     method = Hat
     probe_protocol = "cebm"  # as paper 001 probes IGEBM and VAEs
     net = HatNetSpec

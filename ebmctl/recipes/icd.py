@@ -31,6 +31,7 @@ class IcdMethodSpec(Section):
 class IcdRecipe(ChainEbmRecipe):
     name = "icd"
     spec = IcdMethodSpec
+    release_note = "ebmctl does not read its released code's checkpoints (torch 1.4 files with pickled options) yet"
     conditional = True
     method = Icd
     probe_protocol = "cebm"  # as paper 001 probes IGEBM and VAEs

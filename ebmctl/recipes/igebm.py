@@ -24,6 +24,7 @@ class IgebmMethodSpec(Section):
 class IgebmRecipe(ChainEbmRecipe):
     name = "igebm"
     spec = IgebmMethodSpec
+    release_note = "its checkpoints were released for TensorFlow, whose tensor-bundle format ebmctl does not read yet"
     conditional = True
     method = Igebm
     probe_protocol = "cebm"  # as paper 001 probes IGEBM and VAEs

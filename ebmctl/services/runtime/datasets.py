@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ebmctl.data import EbmDataset, load_dataset
+from ebmctl.data import DataInfo, EbmDataset, load_dataset
+from ebmctl.data.registry import dataset_entry
 from ebmctl.data.views import AttributeLabels, find_attribute
 from ebmctl.runs import user_path
 from ebmctl.specs import DataSpec
@@ -43,3 +44,14 @@ def conditioned_dataset(dataset: EbmDataset, condition: str | None) -> EbmDatase
     index = find_attribute(dataset.info, condition)
     assert index is not None
     return AttributeLabels(dataset, index)
+
+
+def described(data: DataSpec) -> DataInfo:
+    """What ``data`` describes, from the dataset registry alone (the files need not be there): its kind, the
+    shape after ``image_size`` and ``channels``, and its number of classes."""
+    entry = dataset_entry(data.name)
+    shape = tuple(entry.shape)
+    if entry.kind == "image":
+        side = (data.image_size, data.image_size) if data.image_size else shape[1:]
+        shape = (data.channels or shape[0], *side)
+    return DataInfo(name=data.name, kind=entry.kind, split=data.split, shape=shape, num_classes=entry.num_classes)

@@ -1,0 +1,19 @@
+"""What `ebmctl import` refuses, before reading anything: methods whose releases it does not read, by name."""
+
+from __future__ import annotations
+
+import pytest
+
+from ebmctl.services.import_release import importable
+
+
+@pytest.mark.parametrize(("method", "why"), [("hat", "TensorFlow"), ("igebm", "TensorFlow"), ("icd", "torch 1.4"),
+                                             ("nope", "")])
+def test_unsupported_formats_are_refused_with_the_formats_that_are(cli, tmp_path, method, why):
+    res = cli("import", "--from", method, str(tmp_path / "x.ckpt"))
+    assert res.code == 2 and f"does not import {method!r} checkpoints" in res.err and why in res.err
+    assert "--from takes clel, cebm, ebclr" in res.err and "\n" not in res.err.strip()
+
+
+def test_the_supported_formats_are_the_recipes_that_read_one():
+    assert importable() == ["clel", "cebm", "ebclr"]
