@@ -160,3 +160,45 @@ def test_an_imported_clel_samples_composes_and_scores_ood_through_the_cli(tmp_pa
     assert code == 0 and {r["score"] for r in scored["results"]} >= {"energy", "joint"}
     code, composed = _cli(runs, "compose", "--run", doc["run"], "--attrs", "circle,red", "--n", "4", "--steps", "2")
     assert code == 0 and composed["n"] == 4
+
+
+class ReleasedMultiScaleEbm(nn.Module):
+    """architectures.MSResNet (CLEL large): three stems and stage stacks on x, x pooled by 2 and by 4, their pooled
+    features concatenated into one head."""
+
+    def __init__(self, layers: list[tuple[int, int]], projection: list[int]) -> None:
+        super().__init__()
+        for s in (1, 2, 3):
+            single = ReleasedEbm(layers, projection)
+            setattr(self, f"stem{s}", single.stem)
+            setattr(self, f"stages{s}", single.stages)
+        self.act = nn.LeakyReLU(0.2)
+        self.head = mlp([3 * layers[-1][0], 64, projection[0]], lambda: nn.LeakyReLU(0.2))
+        self.projection = mlp(projection, lambda: nn.LeakyReLU(0.2), bias=False)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        outs = [getattr(self, f"stages{s}")(getattr(self, f"stem{s}")(F.avg_pool2d(x, k) if k > 1 else x))
+                for s, k in ((1, 1), (2, 2), (3, 4))]
+        f = self.head(torch.cat([F.adaptive_avg_pool2d(self.act(o), 1).flatten(1) for o in outs], dim=1))
+        return f, self.projection(f)
+
+
+def test_the_three_scale_large_model_maps_onto_ebmctls_trunks(tmp_path):
+    torch.manual_seed(1)
+    layers, projection = [(16, 1), (16, 1), (16, 1), (16, 1)], [32, 64, 32]
+    ebm, ema = _moved(ReleasedMultiScaleEbm(layers, projection)), _moved(ReleasedMultiScaleEbm(layers, projection))
+    encoders = [_moved(released_encoder(32)) for _ in range(2)]
+    model = {f"{name}.{k}": v for name, module in (("ebm", ebm), ("ema_ebm", ema), ("encoder", encoders[0]),
+                                                   ("ema_encoder", encoders[1]))
+             for k, v in module.state_dict().items()}
+    path = tmp_path / "best.ckpt"
+    torch.save({"model": model, "engine": {"iteration": 10}}, path)
+    code, doc = _cli(tmp_path / "runs", "import", "--from", "clel", str(path), "--preset", "clel-shapes")
+    assert code == 0
+    run = load_run(resolve_run(doc["run"], tmp_path / "runs"), torch.device("cpu"))
+    assert run.spec.net.scales == 3
+    x = torch.rand(3, 3, 32, 32)
+    with torch.no_grad():
+        f, z = ema(x)
+        mine_f, latent = run.method.model.eval_net(True).f_and_latent(x)
+    assert torch.allclose(mine_f, f, atol=1e-5) and torch.allclose(latent, F.normalize(z), atol=1e-5)
