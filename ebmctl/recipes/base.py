@@ -7,12 +7,12 @@ for a method by name: they ask its recipe, or the built method for a capability 
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from pydantic import BaseModel
 
 from ebmctl.data import DataInfo
 from ebmctl.errors import SpecError
@@ -20,7 +20,7 @@ from ebmctl.released.base import Imported
 from ebmctl.specs import GeneratorSpec, NetSection, Section
 
 
-class Recipe:
+class Recipe(ABC):
     """How one method is assembled from a run spec. Subclasses set the class variables and :meth:`build`."""
 
     name: ClassVar[str]
@@ -40,9 +40,9 @@ class Recipe:
     release_globals: ClassVar[tuple[Any, ...]] = ()
     release_note: ClassVar[str | None] = None  # why its released checkpoints are not read (yet), in one clause
 
+    @abstractmethod
     def build(self, spec: Any, info: DataInfo, device: torch.device) -> Any:
         """The method of ``spec`` for data shaped like ``info``, on ``device`` (checks come first)."""
-        raise NotImplementedError
 
     def check(self, spec: Any) -> None:
         """Refuse, in one line, settings this method cannot run with (before anything is built)."""
@@ -94,7 +94,3 @@ def check_slots(spec: Any) -> None:
         raise SpecError(f"buffer.size {spec.buffer.size} is smaller than the batch {spec.train.batch_size}",
                         "raise buffer.size or lower train.batch_size")
 
-
-def section_name(model: type[BaseModel]) -> str:
-    """The ``name`` a named section (a method or net spec) answers to."""
-    return str(model.model_fields["name"].default)

@@ -53,8 +53,8 @@ def convert(doc: Any, source: Path, preset: str | None) -> Imported:
                  f"net.std={as_list(stds[0].tolist())}", f"method.encoder.width={enc_width}",
                  f"method.encoder.hidden={enc_hidden}", f"method.encoder.out_dim={enc_out}"]
     weights: dict[str, torch.Tensor] = {}
-    for frm, to in PARTS:
-        tensors = part[frm] or (part["ebm."] if frm == "ema_ebm." else part["encoder."])  # no EMA kept: the weights
+    for frm, to in PARTS:  # an EMA the file lacks is filled from the weights by the import service
+        tensors = part[frm]
         mapped = _ebm_keys(tensors, scales, projection) if "ebm" in frm else _encoder_keys(tensors)
         weights |= renamed(mapped, [("", to)], str(source))
     iteration = doc.get("engine", {}).get("iteration", 0) if isinstance(doc.get("engine"), dict) else 0

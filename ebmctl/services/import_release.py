@@ -110,6 +110,11 @@ def _data_info(spec: Any, cli_data_root: str | None) -> DataInfo:
 
 
 def _unreleased(model: Any, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """An EMA copy the release does not keep: the imported weights themselves, as a run just started would have."""
-    return {k: weights["model." + k[len("ema."):]] for k in model.weight_tensors()
-            if k.startswith("ema.") and k not in weights and "model." + k[len("ema."):] in weights}
+    """EMA copies the release does not keep (``ema.*``, ``encoder.ema.*``): the weights themselves, as a run just
+    started would have them."""
+    out = {}
+    for key in model.weight_tensors():
+        source = key.replace("ema.", "model.", 1)
+        if (key.startswith("ema.") or ".ema." in key) and key not in weights and source in weights:
+            out[key] = weights[source]
+    return out

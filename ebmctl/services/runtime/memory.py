@@ -17,11 +17,8 @@ from ebmctl.runs import human_size
 HEADROOM = 0.9  # the share of the available memory a buffer may take (the rest: nets, batches, the process)
 
 
-def buffer_bytes(method: Any, shape: tuple[int, ...]) -> int:
-    """Bytes the method's replay buffer will hold once full (0 without one)."""
-    buffer = chain_buffer(method)
-    if buffer is None:
-        return 0
+def buffer_bytes(buffer: Any, shape: tuple[int, ...]) -> int:
+    """Bytes a replay buffer of images shaped ``shape`` will hold once full."""
     return buffer.capacity * math.prod(shape) * (1 if buffer.quantize else 4)
 
 
@@ -36,10 +33,11 @@ def available_memory(device: torch.device) -> tuple[int, str] | None:
 
 def check_buffer_fits(method: Any, shape: tuple[int, ...], device: torch.device, *, resuming: bool) -> None:
     """Refuse, before any work, a replay buffer larger than the memory this process can allocate."""
-    need = buffer_bytes(method, shape)
     buffer = chain_buffer(method)
-    capacity = buffer.capacity if buffer is not None else 0
-    available = available_memory(device) if need else None
+    if buffer is None:
+        return
+    need, capacity = buffer_bytes(buffer, shape), buffer.capacity
+    available = available_memory(device)
     if available is None or need <= HEADROOM * available[0]:
         return
     free, what = available
