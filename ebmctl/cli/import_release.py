@@ -19,6 +19,7 @@ EPILOG = examples(
     "ebmctl import --from ebclr logs/200.pt --preset ebclr-cifar100",
     "ebmctl import --from ebclr curr.pt && ebmctl probe --shots 10",
     "ebmctl import --from clel last.ckpt --set sample.steps=600",
+    "ebmctl import --from icd cachedir/cifar10_model/model_1000.pth",
 )
 
 

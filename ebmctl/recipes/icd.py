@@ -9,6 +9,8 @@ from pydantic import Field
 
 from ebmctl.methods.icd import Icd
 from ebmctl.recipes.blocks import ChainEbmRecipe
+from ebmctl.released.icd import GLOBALS as RELEASE_GLOBALS
+from ebmctl.released.icd import convert as convert_release
 from ebmctl.specs import Section
 
 
@@ -31,7 +33,8 @@ class IcdMethodSpec(Section):
 class IcdRecipe(ChainEbmRecipe):
     name = "icd"
     spec = IcdMethodSpec
-    release_note = "ebmctl does not read its released code's checkpoints (torch 1.4 files with pickled options) yet"
+    release = staticmethod(convert_release)
+    release_globals = RELEASE_GLOBALS
     conditional = True
     method = Icd
     probe_protocol = "cebm"  # as paper 001 probes IGEBM and VAEs

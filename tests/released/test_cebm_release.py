@@ -66,16 +66,6 @@ class ReleasedCebm(nn.Module):
         return -0.5 * (n1 + t1) / (n2 + t2)
 
 
-def _cli(runs: Path, *args: str) -> tuple[int, dict]:
-    import io
-    from contextlib import redirect_stdout
-
-    from ebmctl.cli.main import main_entry
-
-    out = io.StringIO()
-    with redirect_stdout(out):
-        code = main_entry(["--runs-dir", str(runs), "--device", "cpu", "--quiet", "--json", *args])
-    return code, (json.loads(out.getvalue()) if code == 0 else {})
 
 
 CASES = {  # name: (in channels, channels, FC, flat, components, image side)
@@ -86,16 +76,16 @@ CASES = {  # name: (in channels, channels, FC, flat, components, image side)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_an_imported_cebm_computes_the_released_energy(tmp_path, case):
+def test_an_imported_cebm_computes_the_released_energy(tmp_path, case, cli_json):
     in_channels, channels, hidden, flat, components, side = CASES[case]
     torch.manual_seed(0)
     released = ReleasedCebm(in_channels, channels, hidden, flat, components=components).eval()
     name = "CEBM_GMM_d=cifar10_z=128" if components else "CEBM_Gaussian_d=mnist_z=128"
     path = tmp_path / name
     torch.save({"ebm": released.state_dict()}, path)  # save_models
-    code, doc = _cli(tmp_path / "runs", "import", "--from", "cebm", str(path))
+    code, doc = cli_json("import", "--from", "cebm", str(path))
     assert code == 0
-    run = load_run(resolve_run(doc["run"], tmp_path / "runs"), torch.device("cpu"))
+    run = load_run(resolve_run(doc["run"], cli_json.runs), torch.device("cpu"))
     assert run.spec.method.name == "cebm" and run.info.shape == (in_channels, side, side)
     meta = json.loads((Path(doc["run"]) / "run.json").read_text())
     assert meta["status"] == "completed" and meta["imported"]["source"] == str(path)
@@ -111,30 +101,29 @@ def test_an_imported_cebm_computes_the_released_energy(tmp_path, case):
         assert torch.allclose(run.method.representation(images), mean, rtol=1e-5, atol=1e-5)
 
 
-def test_a_mixture_without_its_means_and_a_foreign_file_are_refused(tmp_path, capsys):
+def test_a_mixture_without_its_means_and_a_foreign_file_are_refused(tmp_path, cli_json):
     released = ReleasedCebm(1, [8, 8, 8, 8], 0, 72)
     lost = tmp_path / "CEBM_GMM_d=mnist_K=20"
     torch.save({"ebm": released.state_dict()}, lost)
-    code, _ = _cli(tmp_path / "runs", "import", "--from", "cebm", str(lost))
-    assert code == 1 and "means were never saved" in capsys.readouterr().err
+    code, _ = cli_json("import", "--from", "cebm", str(lost))
+    assert code == 1 and "means were never saved" in cli_json.err
     other = tmp_path / "model.pt"
     torch.save({"model": released.state_dict()}, other)
-    code, _ = _cli(tmp_path / "runs", "import", "--from", "cebm", str(other))
-    err = capsys.readouterr().err
+    code, _ = cli_json("import", "--from", "cebm", str(other))
+    err = cli_json.err
     assert code == 1 and "no 'ebm' state_dict" in err and "\n" not in err.strip()
-    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    assert not cli_json.runs.exists() or not any(cli_json.runs.iterdir())
 
 
-def test_an_imported_run_samples_scores_ood_and_probes_through_the_cli(tmp_path):
+def test_an_imported_run_samples_scores_ood_and_probes_through_the_cli(tmp_path, cli_json):
     torch.manual_seed(0)
     path = tmp_path / "CEBM_Gaussian_d=mnist_z=128"
     torch.save({"ebm": ReleasedCebm(1, [8, 8, 16, 16], 32, 144).state_dict()}, path)
-    runs = tmp_path / "runs"
-    code, doc = _cli(runs, "import", "--from", "cebm", str(path), "--preset", "cebm-mnist5k")
+    code, doc = cli_json("import", "--from", "cebm", str(path), "--preset", "cebm-mnist5k")
     assert code == 0 and doc["preset"] == "cebm-mnist5k"
-    code, sampled = _cli(runs, "sample", "--run", doc["run"], "--n", "4", "--steps", "2")
+    code, sampled = cli_json("sample", "--run", doc["run"], "--n", "4", "--steps", "2")
     assert code == 0 and sampled["n"] == 4
-    code, scored = _cli(runs, "ood", "--run", doc["run"], "--in", "mnist5k", "--out", "constant", "--n", "16")
+    code, scored = cli_json("ood", "--run", doc["run"], "--in", "mnist5k", "--out", "constant", "--n", "16")
     assert code == 0 and scored["counts"] == {"mnist5k": 16, "constant": 16}
-    code, probed = _cli(runs, "probe", "--run", doc["run"], "--shots", "1", "--seeds", "1", "--knn", "0")
+    code, probed = cli_json("probe", "--run", doc["run"], "--shots", "1", "--seeds", "1", "--knn", "0")
     assert code == 0 and all(0.0 <= r["mean"] <= 1.0 for r in probed["results"])

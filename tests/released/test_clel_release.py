@@ -4,11 +4,6 @@ becomes a run whose energies, latents and encoder outputs equal the released com
 
 from __future__ import annotations
 
-import io
-import json
-from contextlib import redirect_stdout
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -101,13 +96,6 @@ def _moved(module: nn.Module) -> nn.Module:
     return module.eval()
 
 
-def _cli(runs: Path, *args: str) -> tuple[int, dict]:
-    from ebmctl.cli.main import main_entry
-
-    out = io.StringIO()
-    with redirect_stdout(out):
-        code = main_entry(["--runs-dir", str(runs), "--device", "cpu", "--quiet", "--json", *args])
-    return code, (json.loads(out.getvalue()) if code == 0 else {})
 
 
 @pytest.fixture
@@ -124,11 +112,11 @@ def released(tmp_path):
     return path, parts
 
 
-def test_an_imported_clel_computes_the_released_energies_latents_and_encoder_outputs(tmp_path, released):
+def test_an_imported_clel_computes_the_released_energies_latents_and_encoder_outputs(tmp_path, released, cli_json):
     path, parts = released
-    code, doc = _cli(tmp_path / "runs", "import", "--from", "clel", str(path), "--preset", "clel-shapes")
+    code, doc = cli_json("import", "--from", "clel", str(path), "--preset", "clel-shapes")
     assert code == 0 and doc["step"] == 2000 and any(d.startswith("sampler.memory") for d in doc["dropped"])
-    run = load_run(resolve_run(doc["run"], tmp_path / "runs"), torch.device("cpu"))
+    run = load_run(resolve_run(doc["run"], cli_json.runs), torch.device("cpu"))
     assert run.spec.net.channels == (16, 16, 32, 32) and run.spec.net.blocks == (1, 1, 1, 1)
     assert run.spec.net.hidden == 64 and run.spec.method.encoder.hidden == 128
 
@@ -148,17 +136,16 @@ def test_an_imported_clel_computes_the_released_energies_latents_and_encoder_out
         assert torch.allclose(mine_features, features, atol=1e-5)
 
 
-def test_an_imported_clel_samples_composes_and_scores_ood_through_the_cli(tmp_path, released):
+def test_an_imported_clel_samples_composes_and_scores_ood_through_the_cli(tmp_path, released, cli_json):
     path, _ = released
-    runs = tmp_path / "runs"
-    code, doc = _cli(runs, "import", "--from", "clel", str(path), "--preset", "clel-shapes",
+    code, doc = cli_json("import", "--from", "clel", str(path), "--preset", "clel-shapes",
                      "--set", "eval.attribute_judge_steps=60", "--set", "method.latent_examples=20")
     assert code == 0
-    code, sampled = _cli(runs, "sample", "--run", doc["run"], "--n", "4", "--steps", "2")
+    code, sampled = cli_json("sample", "--run", doc["run"], "--n", "4", "--steps", "2")
     assert code == 0 and sampled["n"] == 4
-    code, scored = _cli(runs, "ood", "--run", doc["run"], "--in", "shapes32", "--out", "constant", "--n", "16")
+    code, scored = cli_json("ood", "--run", doc["run"], "--in", "shapes32", "--out", "constant", "--n", "16")
     assert code == 0 and {r["score"] for r in scored["results"]} >= {"energy", "joint"}
-    code, composed = _cli(runs, "compose", "--run", doc["run"], "--attrs", "circle,red", "--n", "4", "--steps", "2")
+    code, composed = cli_json("compose", "--run", doc["run"], "--attrs", "circle,red", "--n", "4", "--steps", "2")
     assert code == 0 and composed["n"] == 4
 
 
@@ -183,7 +170,7 @@ class ReleasedMultiScaleEbm(nn.Module):
         return f, self.projection(f)
 
 
-def test_the_three_scale_large_model_maps_onto_ebmctls_trunks(tmp_path):
+def test_the_three_scale_large_model_maps_onto_ebmctls_trunks(tmp_path, cli_json):
     torch.manual_seed(1)
     layers, projection = [(16, 1), (16, 1), (16, 1), (16, 1)], [32, 64, 32]
     ebm, ema = _moved(ReleasedMultiScaleEbm(layers, projection)), _moved(ReleasedMultiScaleEbm(layers, projection))
@@ -193,9 +180,9 @@ def test_the_three_scale_large_model_maps_onto_ebmctls_trunks(tmp_path):
              for k, v in module.state_dict().items()}
     path = tmp_path / "best.ckpt"
     torch.save({"model": model, "engine": {"iteration": 10}}, path)
-    code, doc = _cli(tmp_path / "runs", "import", "--from", "clel", str(path), "--preset", "clel-shapes")
+    code, doc = cli_json("import", "--from", "clel", str(path), "--preset", "clel-shapes")
     assert code == 0
-    run = load_run(resolve_run(doc["run"], tmp_path / "runs"), torch.device("cpu"))
+    run = load_run(resolve_run(doc["run"], cli_json.runs), torch.device("cpu"))
     assert run.spec.net.scales == 3
     x = torch.rand(3, 3, 32, 32)
     with torch.no_grad():

@@ -4,11 +4,6 @@ becomes a run whose features and projections equal the released computation's.""
 
 from __future__ import annotations
 
-import io
-import json
-from contextlib import redirect_stdout
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -64,17 +59,10 @@ class ReleasedMLP(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
-def _cli(runs: Path, *args: str) -> tuple[int, dict]:
-    from ebmctl.cli.main import main_entry
-
-    out = io.StringIO()
-    with redirect_stdout(out):
-        code = main_entry(["--runs-dir", str(runs), "--device", "cpu", "--quiet", "--json", *args])
-    return code, (json.loads(out.getvalue()) if code == 0 else {})
 
 
 @pytest.mark.parametrize(("nc", "side", "width"), [(3, 32, 8), (1, 28, 4)])
-def test_an_imported_ebclr_encoder_computes_the_released_features(tmp_path, nc, side, width):
+def test_an_imported_ebclr_encoder_computes_the_released_features(tmp_path, nc, side, width, cli_json):
     torch.manual_seed(0)
     enc, proj = ReleasedResNet18(nc, width).eval(), ReleasedMLP(8 * width, 16).eval()
     opt = torch.optim.Adam([*enc.parameters(), *proj.parameters()])
@@ -82,9 +70,9 @@ def test_an_imported_ebclr_encoder_computes_the_released_features(tmp_path, nc, 
     torch.save({"iteration": 1234, "runtime": 5.0, "opt": opt.state_dict(), "buffer": torch.rand(8, nc, side, side),
                 "counter": torch.ones(8, 1, 1, 1), "enc_state_dict": enc.state_dict(),
                 "proj_state_dict": proj.state_dict()}, path)  # save_ckpt with save_buffer
-    code, doc = _cli(tmp_path / "runs", "import", "--from", "ebclr", str(path))
+    code, doc = cli_json("import", "--from", "ebclr", str(path))
     assert code == 0 and doc["step"] == 1234 and any(d.startswith("buffer") for d in doc["dropped"])
-    run = load_run(resolve_run(doc["run"], tmp_path / "runs"), torch.device("cpu"))
+    run = load_run(resolve_run(doc["run"], cli_json.runs), torch.device("cpu"))
     assert run.spec.method.name == "ebclr" and run.info.shape == (nc, side, side)
     assert run.spec.net.width == width and run.spec.net.hidden == 8 * width and run.spec.net.out_dim == 16
 
@@ -97,13 +85,13 @@ def test_an_imported_ebclr_encoder_computes_the_released_features(tmp_path, nc, 
     assert torch.allclose(mine, projected, rtol=1e-5, atol=1e-5)
 
 
-def test_a_changed_architecture_is_a_one_line_error_naming_the_key(tmp_path, capsys):
+def test_a_changed_architecture_is_a_one_line_error_naming_the_key(tmp_path, cli_json):
     enc, proj = ReleasedResNet18(3, 8), ReleasedMLP(64, 16)
     sd = enc.state_dict()
     sd["layer1.0.extra.weight"] = torch.zeros(3)
     path = tmp_path / "curr.pt"
     torch.save({"iteration": 1, "runtime": 0.0, "opt": {}, "enc_state_dict": sd, "proj_state_dict": proj.state_dict()},
                path)
-    code, _ = _cli(tmp_path / "runs", "import", "--from", "ebclr", str(path))
-    err = capsys.readouterr().err.strip()
+    code, _ = cli_json("import", "--from", "ebclr", str(path))
+    err = cli_json.err.strip()
     assert code == 1 and "layer1.0.extra.weight" in err and "\n" not in err
