@@ -38,6 +38,8 @@ class Recipe(ABC):
     # globals besides tensors and plain values its format needs rebuilt (say an options object).
     release: ClassVar[Callable[[Any, Path, str | None], Imported] | None] = None
     release_globals: ClassVar[tuple[Any, ...]] = ()
+    # "torch": a torch.save pickle, read weights-only; "tensorflow": a tensor bundle, handed over as a Bundle.
+    release_format: ClassVar[str] = "torch"
     release_note: ClassVar[str | None] = None  # why its released checkpoints are not read (yet), in one clause
 
     @abstractmethod

@@ -35,12 +35,13 @@ def read_release(path: Path, allowed: Iterable[Any] = ()) -> Any:
                               "pass the file torch.save wrote, unchanged") from None
 
 
-def sha256(path: Path) -> str:
-    """The file's SHA-256, in hex."""
+def sha256(*paths: Path) -> str:
+    """The SHA-256 of the files' bytes one after the other (of the one file, for one), in hex."""
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+    for path in paths:
+        with path.open("rb") as handle:
+            for block in iter(lambda handle=handle: handle.read(1 << 20), b""):
+                digest.update(block)
     return digest.hexdigest()
 
 

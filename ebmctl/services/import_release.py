@@ -17,6 +17,7 @@ from ebmctl.data import DataInfo
 from ebmctl.errors import EbmctlError, SpecError, UsageError
 from ebmctl.recipes import RECIPES, build_method, recipe_named, resolve_spec, spec_to_json
 from ebmctl.released.reader import read_release, sha256
+from ebmctl.released.tf_bundle import read_bundle
 from ebmctl.run_lock import RunLock
 from ebmctl.runs import (
     MODEL_CKPT,
@@ -71,7 +72,11 @@ def import_release(method: str, path: str, *, preset: str | None = None, overrid
     source = user_path(path).resolve()
     ensure_writable(runs_root)
     reporter.info(f"reading {source}")
-    doc = read_release(source, recipe.release_globals)
+    if recipe.release_format == "tensorflow":
+        bundle = read_bundle(source)
+        doc, source, files = bundle, bundle.prefix, bundle.files
+    else:
+        doc, files = read_release(source, recipe.release_globals), [source]
     imported = recipe.release(doc, source, preset)
     spec = resolve_spec(imported.preset, [*imported.overrides, *overrides], {"train.steps": max(imported.step, 1)})
     if spec.method.name != recipe.name:
@@ -80,7 +85,7 @@ def import_release(method: str, path: str, *, preset: str | None = None, overrid
     info = _data_info(spec, cli_data_root)
     model = build_method(spec, info, torch.device("cpu"))
     load_method_weights(model, imported.weights | _unreleased(model, imported.weights), source)
-    digest = sha256(source)
+    digest = sha256(*files)
     spec_doc = spec_to_json(spec)
     meta = {"kind": "model", "format": 1, "step": imported.step, "spec": spec_doc, "method": spec.method.name,
             "data": info_doc(info), "ebmctl": __version__, "imported_from": str(source), "sha256": digest}
@@ -91,8 +96,8 @@ def import_release(method: str, path: str, *, preset: str | None = None, overrid
             start_run_json(folder, preset=spec.preset, method=spec.method.name, device="cpu", parents=[], name=name)
             save_tensors(folder / MODEL_CKPT, model.weight_tensors(), meta)
             update_run_json(folder, status="completed", step=imported.step, imported={
-                "from": recipe.name, "source": str(source), "sha256": digest, "used": imported.used,
-                "dropped": imported.dropped})
+                "from": recipe.name, "source": str(source), "files": [f.name for f in files], "sha256": digest,
+                "used": imported.used, "dropped": imported.dropped})
 
         run_dir = new_run_dir(runs_root, f"{spec.preset or recipe.name}-imported", fill)
         lock.moved_to(run_dir)
