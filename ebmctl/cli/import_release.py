@@ -20,22 +20,27 @@ EPILOG = examples(
     "ebmctl import --from ebclr curr.pt && ebmctl probe --shots 10",
     "ebmctl import --from clel last.ckpt --set sample.steps=600",
     "ebmctl import --from icd cachedir/cifar10_model/model_1000.pth",
+    "ebmctl import --from hat checkpoints/ebm_20000.ckpt --generator pretrained_nets/cifar10_refine/gen.ckpt",
 )
 
 
 def import_(
     ctx: typer.Context,
-    path: Annotated[str, typer.Argument(help="The checkpoint file the released training code saved.")],
+    path: Annotated[str, typer.Argument(help="The checkpoint the released training code saved (a TensorFlow "
+                                              "checkpoint: its prefix or .index file).")],
     from_: Annotated[str, typer.Option("--from", help=f"Whose released code wrote it: {', '.join(importable())}.")],
     preset: Annotated[str | None, typer.Option(
         "--preset", help="Paper preset the run takes its data and sampler settings from (default: the method's "
-        "MNIST or CIFAR-10 preset, by the file's input channels).")] = None,
+        "paper preset for the file's data, read from its shapes, and mode).")] = None,
     set_: Annotated[list[str] | None, typer.Option(
         "--set", help="Override a spec key of the run, e.g. --set sample.steps=600 (repeatable; the weights must "
         "still fit the net).")] = None,
+    generator: Annotated[str | None, typer.Option(
+        "--generator", help="hat: the generator's checkpoint (refinement: pretrained_nets/<data>_refine/gen.ckpt; "
+        "synthesis: gen_<step>.ckpt beside the EBM's, found by itself).")] = None,
 ) -> None:
     opts = options(ctx)
-    result = import_release(from_, path, preset=preset, overrides=set_ or [], runs_root=opts.runs,
+    result = import_release(from_, path, preset=preset, overrides=set_ or [], generator=generator, runs_root=opts.runs,
                             cli_data_root=opts.data_root, reporter=opts.reporter())
     doc = result.to_dict() | {"next": f"ebmctl sample --run {result.run_dir}"}
     rows = [("run", str(result.run_dir)), ("method", result.method), ("preset", result.preset),

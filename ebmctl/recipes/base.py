@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -36,10 +35,11 @@ class Recipe(ABC):
     local_state: ClassVar[tuple[str, ...]] = ("buffer.",)  # state keys each of several processes keeps for itself
     # Reads a checkpoint the authors' released code wrote (ebmctl.released.<name>.convert), or None; with the
     # globals besides tensors and plain values its format needs rebuilt (say an options object).
-    release: ClassVar[Callable[[Any, Path, str | None], Imported] | None] = None
+    release: ClassVar[Callable[..., Imported] | None] = None  # (doc, path, preset[, generator path])
     release_globals: ClassVar[tuple[Any, ...]] = ()
     # "torch": a torch.save pickle, read weights-only; "tensorflow": a tensor bundle, handed over as a Bundle.
     release_format: ClassVar[str] = "torch"
+    release_generator: ClassVar[bool] = False  # its release keeps the generator in a file of its own (--generator)
     release_note: ClassVar[str | None] = None  # why its released checkpoints are not read (yet), in one clause
 
     @abstractmethod

@@ -16,6 +16,7 @@ from ebmctl.methods.hat import Hat
 from ebmctl.nets.sngan import IMAGE_SIZES, SnganDiscriminator
 from ebmctl.recipes.base import Recipe
 from ebmctl.recipes.blocks import build_generator, check_square, optim_kwargs, sampler_params
+from ebmctl.released.hat import convert as convert_release
 from ebmctl.samplers.hat import HatLangevinParams
 from ebmctl.specs import GeneratorSpec, NetSection, Section
 from ebmctl.specs.sections import check_betas
@@ -84,7 +85,9 @@ class HatSpec(Section):
 class HatRecipe(Recipe):
     name = "hat"
     spec = HatMethodSpec
-    release_note = "its checkpoints were released for TensorFlow, whose tensor-bundle format ebmctl does not read yet"
+    release = staticmethod(convert_release)
+    release_format = "tensorflow"
+    release_generator = True
     method = Hat
     probe_protocol = "cebm"  # as paper 001 probes IGEBM and VAEs
     net = HatNetSpec

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,6 +22,7 @@ class Imported:
     step: int = 0
     used: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
+    companions: list[Path] = field(default_factory=list)  # other files the weights came from (hashed with it)
 
 
 def renamed(tensors: dict[str, torch.Tensor], renames: list[tuple[str, str]], source: str) -> dict[str, torch.Tensor]:

@@ -59,9 +59,11 @@ def importable() -> list[str]:
 
 
 def import_release(method: str, path: str, *, preset: str | None = None, overrides: list[str] | tuple[str, ...] = (),
-                   runs_root: Path, cli_data_root: str | None = None, reporter: Reporter | None = None) -> ImportResult:
+                   generator: str | None = None, runs_root: Path, cli_data_root: str | None = None,
+                   reporter: Reporter | None = None) -> ImportResult:
     """Read the released checkpoint at ``path`` as ``method``'s and write it as a run under ``runs_root``;
-    ``overrides`` (``--set`` items) go on top of the preset and the settings read from the file."""
+    ``overrides`` (``--set`` items) go on top of the preset and the settings read from the file; ``generator``
+    names the generator's own checkpoint where the release keeps one apart."""
     reporter = reporter or NullReporter()
     started = time.perf_counter()
     recipe = recipe_named(method) if method in RECIPES else None
@@ -69,6 +71,9 @@ def import_release(method: str, path: str, *, preset: str | None = None, overrid
         why = f": {recipe.release_note}" if recipe is not None and recipe.release_note else ""
         raise UsageError(f"ebmctl does not import {method!r} checkpoints{why}", f"--from takes {', '.join(importable())} "
                          "(docs/commands/import.md)")
+    if generator is not None and not recipe.release_generator:
+        raise UsageError(f"--generator is for releases that keep the generator apart; {recipe.name}'s does not",
+                         "drop --generator")
     source = user_path(path).resolve()
     ensure_writable(runs_root)
     reporter.info(f"reading {source}")
@@ -77,7 +82,11 @@ def import_release(method: str, path: str, *, preset: str | None = None, overrid
         doc, source, files = bundle, bundle.prefix, bundle.files
     else:
         doc, files = read_release(source, recipe.release_globals), [source]
-    imported = recipe.release(doc, source, preset)
+    if recipe.release_generator:
+        imported = recipe.release(doc, source, preset, user_path(generator).resolve() if generator else None)
+    else:
+        imported = recipe.release(doc, source, preset)
+    files = [*files, *imported.companions]
     spec = resolve_spec(imported.preset, [*imported.overrides, *overrides], {"train.steps": max(imported.step, 1)})
     if spec.method.name != recipe.name:
         raise SpecError(f"preset {imported.preset} trains {spec.method.name}, not {recipe.name}",
