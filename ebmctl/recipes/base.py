@@ -40,7 +40,6 @@ class Recipe(ABC):
     # "torch": a torch.save pickle, read weights-only; "tensorflow": a tensor bundle, handed over as a Bundle.
     release_format: ClassVar[str] = "torch"
     release_generator: ClassVar[bool] = False  # its release keeps the generator in a file of its own (--generator)
-    release_note: ClassVar[str | None] = None  # why its released checkpoints are not read (yet), in one clause
 
     @abstractmethod
     def build(self, spec: Any, info: DataInfo, device: torch.device) -> Any:

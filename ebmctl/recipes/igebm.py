@@ -9,6 +9,7 @@ from pydantic import Field
 
 from ebmctl.methods.igebm import Igebm
 from ebmctl.recipes.blocks import ChainEbmRecipe
+from ebmctl.released.igebm import convert as convert_release
 from ebmctl.specs import Section
 
 
@@ -24,7 +25,8 @@ class IgebmMethodSpec(Section):
 class IgebmRecipe(ChainEbmRecipe):
     name = "igebm"
     spec = IgebmMethodSpec
-    release_note = "its checkpoints were released for TensorFlow, whose tensor-bundle format ebmctl does not read yet"
+    release = staticmethod(convert_release)
+    release_format = "tensorflow"
     conditional = True
     method = Igebm
     probe_protocol = "cebm"  # as paper 001 probes IGEBM and VAEs

@@ -47,6 +47,8 @@ def bundle_prefix(path: Path) -> Path:
             raise RunError(f"{path} is a folder without a TensorFlow 'checkpoint' file naming a checkpoint", HINT)
         named = Path(found[1])
         path = named if named.is_absolute() else path / named
+        if not path.with_name(path.name + ".index").is_file():  # a path relative to where training ran
+            path = state.parent / named.name
     name = re.sub(r"\.(index|data-\d{5}-of-\d{5})$", "", path.name)
     prefix = path.with_name(name)
     if not prefix.with_name(name + ".index").is_file():

@@ -68,8 +68,7 @@ def import_release(method: str, path: str, *, preset: str | None = None, overrid
     started = time.perf_counter()
     recipe = recipe_named(method) if method in RECIPES else None
     if recipe is None or recipe.release is None:
-        why = f": {recipe.release_note}" if recipe is not None and recipe.release_note else ""
-        raise UsageError(f"ebmctl does not import {method!r} checkpoints{why}", f"--from takes {', '.join(importable())} "
+        raise UsageError(f"ebmctl does not import {method!r} checkpoints", f"--from takes {', '.join(importable())} "
                          "(docs/commands/import.md)")
     if generator is not None and not recipe.release_generator:
         raise UsageError(f"--generator is for releases that keep the generator apart; {recipe.name}'s does not",

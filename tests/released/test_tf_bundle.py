@@ -43,6 +43,9 @@ def test_the_prefix_is_found_from_the_index_a_shard_or_the_folder(tmp_path):
     (tmp_path / "checkpoint").write_text('model_checkpoint_path: "ebm_2000.ckpt"\n'
                                          'all_model_checkpoint_paths: "ebm_2000.ckpt"\n')
     assert bundle_prefix(tmp_path) == prefix
+    # TensorFlow 1 wrote the path as training saw it, relative to where it ran
+    (tmp_path / "checkpoint").write_text('model_checkpoint_path: "cachedir/cifar10/ebm_2000.ckpt"\n')
+    assert bundle_prefix(tmp_path) == prefix
     with pytest.raises(RunError, match="not a TensorFlow checkpoint"):
         bundle_prefix(tmp_path / "ebm_1000.ckpt")
 
