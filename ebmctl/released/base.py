@@ -23,6 +23,15 @@ class Imported:
     used: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
     companions: list[Path] = field(default_factory=list)  # other files the weights came from (hashed with it)
+    buffer: dict[str, torch.Tensor] = field(default_factory=dict)  # the release's chains as a slots buffer's state
+
+
+def slots_buffer(chains: torch.Tensor) -> tuple[dict[str, torch.Tensor], str]:
+    """A released replay buffer (N chains) as ebmctl's slots buffer state, and the --set that sizes the run's."""
+    n = chains.shape[0]
+    state = {"buffer.storage": chains.detach().to(torch.float32).contiguous(),
+             "buffer.visits": torch.zeros(n, dtype=torch.long)}
+    return state, f"buffer.size={n}"
 
 
 def renamed(tensors: dict[str, torch.Tensor], renames: list[tuple[str, str]], source: str) -> dict[str, torch.Tensor]:

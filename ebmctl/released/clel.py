@@ -1,7 +1,7 @@
 """CLEL's released code (hankook/CLEL): every ``val_freq`` iterations it writes ``last.ckpt``, ``best.ckpt`` and
 ``<iteration>.ckpt``, ``{'model', 'optimizers', 'schedulers', 'engine'}``. ``'model'`` is the joint model's
 state_dict: the EBM (``ebm.*``), its EMA (``ema_ebm.*``), the contrastive encoder (``encoder.*``), its EMA
-(``ema_encoder.*``) and the replay buffer (``sampler.memory``). The EBM is a pre-activation ResNet with spectral
+(``ema_encoder.*``) and the replay buffer (``sampler.memory``, images in [0, 1]). The EBM is a pre-activation ResNet with spectral
 norm (``stem``/``stages``, or ``stem1-3``/``stages1-3`` for the three-scale large model), an MLP ``head`` f and a
 bias-free ``projection`` g; the encoder a torchvision ResNet-18 with a CIFAR stem and a BN MLP head ``fc``.
 No config is saved: the architecture is read from the shapes."""
@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from ebmctl.errors import CheckpointError
-from ebmctl.released.base import Imported, as_list, renamed, shape_of
+from ebmctl.released.base import Imported, as_list, renamed, shape_of, slots_buffer
 from ebmctl.released.reader import state_dict
 
 WHAT = "a checkpoint of hankook/CLEL's training ({'model': JointModel.state_dict(), ...})"
@@ -59,16 +59,22 @@ def convert(doc: Any, source: Path, preset: str | None) -> Imported:
         weights |= renamed(mapped, [("", to)], str(source))
     iteration = doc.get("engine", {}).get("iteration", 0) if isinstance(doc.get("engine"), dict) else 0
     memory = model.get("sampler.memory")
+    buffer: dict[str, torch.Tensor] = {}
+    if isinstance(memory, torch.Tensor) and memory.dim() == 4:
+        buffer, size = slots_buffer(memory)
+        overrides.append(size)
     return Imported(
         preset or "clel-base", overrides, weights, step=iteration if isinstance(iteration, int) else 0,
         used=[f"the EBM and its EMA ({len(ebm)} tensors each: {scales} scale(s), stages {as_list(channels)} x "
               f"{as_list(blocks)}, head {hidden}-{latent}, {projection} projection)",
               f"the encoder and its EMA ({len(encoder)} tensors each: ResNet-18 width {enc_width}, head "
-              f"{enc_hidden}-{enc_out})"],
+              f"{enc_hidden}-{enc_out})"]
+        + ([f"sampler.memory, the replay buffer of {memory.shape[0]} chains (`sample --init buffer` continues "
+            "them)"] if buffer else []),
         dropped=[f"{k} ({why})" for k, why in (("optimizers", "Adam's and SGD's state: an imported run is used, "
                                                 "not resumed"), ("schedulers", "the learning-rate schedules"))
-                 if k in doc] + ([f"sampler.memory (the replay buffer of {memory.shape[0]} chains: sampling starts "
-                                  "from noise)"] if isinstance(memory, torch.Tensor) else []),
+                 if k in doc],
+        buffer=buffer,
     )
 
 

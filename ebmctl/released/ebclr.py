@@ -33,6 +33,7 @@ def convert(doc: Any, source: Path, preset: str | None) -> Imported:
         used=[f"the encoder ({len(enc)} tensors, width {width}, {in_channels} input channel(s)) and the projection "
               f"({len(proj)} tensors, {hidden}-{out_dim})"],
         dropped=[f"{k} ({why})" for k, why in (("opt", "Adam's state: an imported run is used, not resumed"),
-                                               ("buffer", "the replay buffer: sampling starts from noise"),
+                                               ("buffer", "the replay buffer: EBCLR runs draw no samples, and an "
+                                                "imported run is not resumed"),
                                                ("counter", "the buffer's visit counts")) if k in doc],
     )

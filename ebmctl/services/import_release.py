@@ -14,7 +14,8 @@ import torch
 from ebmctl import __version__
 from ebmctl.checkpoints import save_tensors
 from ebmctl.data import DataInfo
-from ebmctl.errors import EbmctlError, SpecError, UsageError
+from ebmctl.errors import CheckpointError, EbmctlError, SpecError, UsageError
+from ebmctl.methods.capabilities import chain_buffer
 from ebmctl.recipes import RECIPES, build_method, recipe_named, resolve_spec, spec_to_json
 from ebmctl.released.reader import read_release, sha256
 from ebmctl.released.tf_bundle import read_bundle
@@ -22,6 +23,7 @@ from ebmctl.run_lock import RunLock
 from ebmctl.runs import (
     MODEL_CKPT,
     SPEC_JSON,
+    STATE_CKPT,
     ensure_writable,
     new_run_dir,
     start_run_json,
@@ -93,6 +95,7 @@ def import_release(method: str, path: str, *, preset: str | None = None, overrid
     info = _data_info(spec, cli_data_root)
     model = build_method(spec, info, torch.device("cpu"))
     load_method_weights(model, imported.weights | _unreleased(model, imported.weights), source)
+    chains = _chains(model, imported.buffer, tuple(info.shape), source)
     digest = sha256(*files)
     spec_doc = spec_to_json(spec)
     meta = {"kind": "model", "format": 1, "step": imported.step, "spec": spec_doc, "method": spec.method.name,
@@ -103,6 +106,10 @@ def import_release(method: str, path: str, *, preset: str | None = None, overrid
             write_json(folder / SPEC_JSON, spec_doc)
             start_run_json(folder, preset=spec.preset, method=spec.method.name, device="cpu", parents=[], name=name)
             save_tensors(folder / MODEL_CKPT, model.weight_tensors(), meta)
+            if chains is not None:  # the release's replay buffer, for `sample --init buffer`; no training state
+                save_tensors(folder / STATE_CKPT, imported.buffer, {
+                    "kind": "state", "format": 1, "step": imported.step, "spec": spec_doc,
+                    "method": {"buffer": chains}, "imported_from": str(source), "ebmctl": __version__})
             update_run_json(folder, status="completed", step=imported.step, imported={
                 "from": recipe.name, "source": str(source), "files": [f.name for f in files], "sha256": digest,
                 "used": imported.used, "dropped": imported.dropped})
@@ -131,3 +138,18 @@ def _unreleased(model: Any, weights: dict[str, torch.Tensor]) -> dict[str, torch
         if (key.startswith("ema.") or ".ema." in key) and key not in weights and source in weights:
             out[key] = weights[source]
     return out
+
+
+def _chains(model: Any, state: dict[str, torch.Tensor], shape: tuple[int, ...], source: Path) -> dict[str, Any] | None:
+    """The released replay buffer loaded into the method's own (so it is known to fit), and its state's metadata;
+    None where the release keeps none."""
+    if not state:
+        return None
+    buffer, storage = chain_buffer(model), state["buffer.storage"]
+    if buffer is None or tuple(storage.shape[1:]) != shape:
+        raise CheckpointError(f"{source}'s replay buffer holds chains of shape {tuple(storage.shape[1:])}, but this "
+                              f"run's data are {shape}", "pass --preset or --set data.* for the data it was trained on")
+    n = storage.shape[0]
+    meta = {"policy": buffer.policy, "capacity": n, "size": n, "seen": n}
+    buffer.load_state(state, meta)
+    return meta

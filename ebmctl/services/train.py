@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ebmctl.checkpoints import read_meta
-from ebmctl.errors import CheckpointError, DivergenceError, RunError, SpecError
+from ebmctl.errors import CheckpointError, DivergenceError, RunError, SpecError, UsageError
 from ebmctl.methods.capabilities import Samples
 from ebmctl.recipes import RunSpec, recipe_of, validate_spec
 from ebmctl.run_lock import RunLock
@@ -111,6 +111,12 @@ def resume(
 ) -> TrainResult:
     """Continue ``run_dir`` from its last checkpoint; ``overrides`` may only touch RESUMABLE_KEYS. A run trained
     on several processes resumes on as many. A run another process is training is refused."""
+    imported = (read_json(run_dir / RUN_JSON) if (run_dir / RUN_JSON).is_file() else {}).get("imported")
+    if isinstance(imported, dict):
+        preset = read_json(run_dir / SPEC_JSON).get("preset")
+        raise UsageError(f"{run_dir.name} was imported from {imported.get('source')}: it holds the released weights, "
+                         "not a training state to continue", "sample, score or probe it as it is; to train, start a "
+                         f"run: ebmctl train --preset {preset or '<preset>'}")
     with session(device, collective=COLLECTIVE_ENDS) as procs, RunLock() as lock:
         reporter = (reporter or NullReporter()) if procs.main else NullReporter()
         saved = read_json(run_dir / SPEC_JSON)

@@ -127,3 +127,7 @@ def test_an_imported_run_samples_scores_ood_and_probes_through_the_cli(tmp_path,
     assert code == 0 and scored["counts"] == {"mnist5k": 16, "constant": 16}
     code, probed = cli_json("probe", "--run", doc["run"], "--shots", "1", "--seeds", "1", "--knn", "0")
     assert code == 0 and all(0.0 <= r["mean"] <= 1.0 for r in probed["results"])
+    weights = (Path(doc["run"]) / "checkpoints" / "model.safetensors").read_bytes()
+    code, _ = cli_json("train", "--resume", doc["run"], "--steps", "2")  # step 0: must not train over the release
+    assert code == 2 and "holds the released weights" in cli_json.err
+    assert (Path(doc["run"]) / "checkpoints" / "model.safetensors").read_bytes() == weights

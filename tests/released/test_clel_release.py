@@ -10,8 +10,9 @@ import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
 
+from ebmctl.methods.capabilities import chain_buffer
 from ebmctl.runs import resolve_run
-from ebmctl.services.runtime.loading import load_run
+from ebmctl.services.runtime.loading import load_replay_buffer, load_run
 
 MEAN, STD = [0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]
 
@@ -105,7 +106,7 @@ def released(tmp_path):
     parts = {"ebm": _moved(ReleasedEbm(layers, projection)), "ema_ebm": _moved(ReleasedEbm(layers, projection)),
              "encoder": _moved(released_encoder(32)), "ema_encoder": _moved(released_encoder(32))}
     model = {f"{name}.{k}": v for name, module in parts.items() for k, v in module.state_dict().items()}
-    model["sampler.memory"] = torch.rand(20, 3, 32, 32)
+    model["sampler.memory"] = torch.rand(64, 3, 32, 32)
     path = tmp_path / "last.ckpt"
     torch.save({"model": model, "optimizers": [{}, {}], "schedulers": [{}, {}],
                 "engine": {"epoch_length": 781, "iteration": 2000, "max_iters": 100000, "fid": (50.0, 40.0)}}, path)
@@ -115,10 +116,13 @@ def released(tmp_path):
 def test_an_imported_clel_computes_the_released_energies_latents_and_encoder_outputs(tmp_path, released, cli_json):
     path, parts = released
     code, doc = cli_json("import", "--from", "clel", str(path), "--preset", "clel-shapes")
-    assert code == 0 and doc["step"] == 2000 and any(d.startswith("sampler.memory") for d in doc["dropped"])
+    assert code == 0 and doc["step"] == 2000 and any(u.startswith("sampler.memory") for u in doc["used"])
     run = load_run(resolve_run(doc["run"], cli_json.runs), torch.device("cpu"))
     assert run.spec.net.channels == (16, 16, 32, 32) and run.spec.net.blocks == (1, 1, 1, 1)
     assert run.spec.net.hidden == 64 and run.spec.method.encoder.hidden == 128
+    load_replay_buffer(run)  # the released chains, where `sample --init buffer` starts
+    memory = torch.load(path, weights_only=True)["model"]["sampler.memory"]
+    assert torch.equal(chain_buffer(run.method).storage, memory) and run.spec.buffer.size == 64
 
     x = torch.rand(4, 3, 32, 32)
     for ema in (True, False):
@@ -143,8 +147,12 @@ def test_an_imported_clel_samples_composes_and_scores_ood_through_the_cli(tmp_pa
     assert code == 0
     code, sampled = cli_json("sample", "--run", doc["run"], "--n", "4", "--steps", "2")
     assert code == 0 and sampled["n"] == 4
+    code, continued = cli_json("sample", "--run", doc["run"], "--n", "4", "--steps", "2", "--init", "buffer")
+    assert code == 0 and continued["n"] == 4  # the released chains (sampler.memory) go on
     code, scored = cli_json("ood", "--run", doc["run"], "--in", "shapes32", "--out", "constant", "--n", "16")
     assert code == 0 and {r["score"] for r in scored["results"]} >= {"energy", "joint"}
+    code, _ = cli_json("train", "--resume", doc["run"])
+    assert code == 2 and "imported from" in cli_json.err and "ebmctl train --preset clel-shapes" in cli_json.err
     code, composed = cli_json("compose", "--run", doc["run"], "--attrs", "circle,red", "--n", "4", "--steps", "2")
     assert code == 0 and composed["n"] == 4
 
