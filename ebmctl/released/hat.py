@@ -74,7 +74,8 @@ def convert(bundle: Bundle, source: Path, preset: str | None, generator: Path | 
               f"{kind}; output scale {2.0 if synthesis else 1.0} (not in the file: the released configs' for that "
               "mode)",
               "batch-norm variances plus 1e-3 - 1e-5 (Keras' epsilon against torch's)"],
-        dropped=[f"{entry} (the layer graph's description)" for entry in bundle.skipped + gen_bundle.skipped]
+        dropped=[f"{name} of the EBM's and the generator's files (Keras' description of the layer graph; the "
+                 "weights are read by name)" for name in sorted({e.split(" (")[0] for e in bundle.skipped})]
         + ["ebm_optim_<step>.npz, persistent_<step>.npy (separate files, not read: an imported run is used, "
            "not resumed)"],
     )

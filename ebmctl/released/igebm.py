@@ -67,8 +67,8 @@ def convert(bundle: Bundle, source: Path, preset: str | None) -> Imported:
               "the spectral-norm vectors after the one power iteration the released code runs on every evaluation",
               f"the step, {step}, from the file name" if step else "no step (the file name carries none)"],
         dropped=[f"{slots} entries of Adam's state (Adam, Adam_1, beta1_power, beta2_power)",
-                 f"{len(variables) - len(read)} variables the released forward pass never reads "
-                 "(unused biases, scales and, with attention off, the attention convs)",
+                 f"{len(variables) - len(read)} variables the released forward pass never reads (unused biases "
+                 f"and scales, and {'res_4, which attention replaces' if attention else 'the attention convs: off'})",
                  "the .meta graph (not read)"],
     )
 

@@ -93,9 +93,11 @@ def import_release(method: str, path: str, *, preset: str | None = None, overrid
         raise SpecError(f"preset {imported.preset} trains {spec.method.name}, not {recipe.name}",
                         f"pass a {recipe.name} preset with --preset (see `ebmctl presets list`)")
     info = _data_info(spec, cli_data_root)
+    reporter.info(f"loading {len(imported.weights)} tensors into the nets of {spec.preset or recipe.name}")
     model = build_method(spec, info, torch.device("cpu"))
     load_method_weights(model, imported.weights | _unreleased(model, imported.weights), source)
     chains = _chains(model, imported.buffer, tuple(info.shape), source)
+    reporter.info(f"hashing {len(files)} file(s) and writing the run")
     digest = sha256(*files)
     spec_doc = spec_to_json(spec)
     meta = {"kind": "model", "format": 1, "step": imported.step, "spec": spec_doc, "method": spec.method.name,
