@@ -15,7 +15,7 @@ HELP = ("Turn a checkpoint the authors' released code wrote into an ebmctl run: 
         "ood, probe and compose work on it. See docs/commands/import.md.")
 
 EPILOG = examples(
-    "ebmctl import --from cebm weights/CEBM_Gaussian_d=mnist_z=128_seed=1",
+    "ebmctl import --from cebm weights/CEBM_Gaussian_d=mnist_z=128_seed=1 --buffer buffer-CEBM_Gaussian_d=mnist_z=128_seed=1",
     "ebmctl import --from ebclr logs/200.pt --preset ebclr-cifar100",
     "ebmctl import --from ebclr curr.pt && ebmctl probe --shots 10",
     "ebmctl import --from clel last.ckpt --set sample.steps=600",
@@ -38,9 +38,13 @@ def import_(
     generator: Annotated[str | None, typer.Option(
         "--generator", help="hat: the generator's checkpoint (refinement: pretrained_nets/<data>_refine/gen.ckpt; "
         "synthesis: gen_<step>.ckpt beside the EBM's, found by itself).")] = None,
+    buffer: Annotated[str | None, typer.Option(
+        "--buffer", help="cebm: the replay buffer its trainer writes apart (buffer-<exp_name>), for "
+        "`sample --init buffer`.")] = None,
 ) -> None:
     opts = options(ctx)
-    result = import_release(from_, path, preset=preset, overrides=set_ or [], generator=generator, runs_root=opts.runs,
+    result = import_release(from_, path, preset=preset, overrides=set_ or [],
+                            companions={"generator": generator, "buffer": buffer}, runs_root=opts.runs,
                             cli_data_root=opts.data_root, reporter=opts.reporter())
     doc = result.to_dict() | {"next": f"ebmctl sample --run {result.run_dir}"}
     rows = [("run", str(result.run_dir)), ("method", result.method), ("preset", result.preset),

@@ -35,11 +35,12 @@ class Recipe(ABC):
     local_state: ClassVar[tuple[str, ...]] = ("buffer.",)  # state keys each of several processes keeps for itself
     # Reads a checkpoint the authors' released code wrote (ebmctl.released.<name>.convert), or None; with the
     # globals besides tensors and plain values its format needs rebuilt (say an options object).
-    release: ClassVar[Callable[..., Imported] | None] = None  # (doc, path, preset[, generator path])
+    release: ClassVar[Callable[..., Imported] | None] = None  # (doc, path, preset, **companion paths)
     release_globals: ClassVar[tuple[Any, ...]] = ()
     # "torch": a torch.save pickle, read weights-only; "tensorflow": a tensor bundle, handed over as a Bundle.
     release_format: ClassVar[str] = "torch"
-    release_generator: ClassVar[bool] = False  # its release keeps the generator in a file of its own (--generator)
+    # Files its release keeps apart from the checkpoint, each given as --<name> (hat: generator; cebm: buffer).
+    release_companions: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def build(self, spec: Any, info: DataInfo, device: torch.device) -> Any:

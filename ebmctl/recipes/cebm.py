@@ -60,6 +60,7 @@ class CebmRecipe(ChainEbmRecipe):
     nets = (CebmConvSpec,)
     slots = True
     release = staticmethod(convert_release)
+    release_companions = ("buffer",)
     defaults: ClassVar[dict[str, Any]] = {
         "net": {"name": "cebm_conv"},
         "sampler": {"steps": 60, "step_size": 1.0, "noise": 0.0075, "noise_first": False, "grad_clamp": None,

@@ -87,7 +87,7 @@ class HatRecipe(Recipe):
     spec = HatMethodSpec
     release = staticmethod(convert_release)
     release_format = "tensorflow"
-    release_generator = True
+    release_companions = ("generator",)
     method = Hat
     probe_protocol = "cebm"  # as paper 001 probes IGEBM and VAEs
     net = HatNetSpec

@@ -2,7 +2,9 @@
 ``weights/<exp_name>`` after every epoch. The file holds the conv stack (``conv_net.0/2/4/6``), the FC layer of
 the camera-ready scripts (``mlp_net.0``, absent on master), the two heads (``nss1_net``, ``nss2_net``) and, for a
 mixture trained with ``--optimize_ib``, its means and log-stds (``ib_means``, ``ib_log_stds``). No optimiser, no
-EMA, no config: the architecture is read from the shapes. The Gaussian prior is N(0, I) and never saved."""
+EMA, no config: the architecture is read from the shapes. The Gaussian prior is N(0, I) and never saved. After the
+last epoch the trainer also writes its replay buffer apart, ``buffer-<exp_name>`` in the working directory: a bare
+float tensor of chains in [-1, 1] (5,000 of them)."""
 
 from __future__ import annotations
 
@@ -13,14 +15,14 @@ from typing import Any
 import torch
 
 from ebmctl.errors import CheckpointError
-from ebmctl.released.base import Imported, as_list, renamed, shape_of
-from ebmctl.released.reader import state_dict
+from ebmctl.released.base import Imported, as_list, renamed, shape_of, slots_buffer
+from ebmctl.released.reader import read_release, state_dict
 
 WHAT = "a checkpoint of hao-w/cebm's save_models ({'ebm': state_dict})"
 STRIDES, PADDINGS = (1, 2, 2, 2), (1, 1, 1, 1)  # every released script's; not in the file
 
 
-def convert(doc: Any, source: Path, preset: str | None) -> Imported:
+def convert(doc: Any, source: Path, preset: str | None, buffer: Path | None = None) -> Imported:
     sd = state_dict(doc, "ebm", source, WHAT)
     convs = sorted(int(m[1]) for k in sd if (m := re.fullmatch(r"conv_net\.(\d+)\.weight", k)))
     if len(convs) != len(STRIDES) or any(f"mlp_net.{i}.weight" in sd for i in range(1, 8)):
@@ -46,6 +48,14 @@ def convert(doc: Any, source: Path, preset: str | None) -> Imported:
         overrides += [f"net.components={sd['ib_means'].shape[0]}", "net.learn_bias=true"]
     else:
         tensors |= {"ib_means": torch.zeros(latent), "ib_log_stds": torch.zeros(latent)}
+    chains: dict[str, torch.Tensor] = {}
+    if buffer is not None:
+        stored = read_release(buffer)
+        if not isinstance(stored, torch.Tensor) or stored.dim() != 4 or stored.shape[1] != in_channels:
+            raise CheckpointError(f"{buffer} is not a replay buffer of {in_channels}-channel images (a tensor N x "
+                                  f"{in_channels} x H x W)", "pass the buffer-<exp_name> file the same training wrote")
+        chains, size = slots_buffer(stored)
+        overrides.append(size)
     fc = 2 * len(convs) + 1  # ebmctl's encoder: [conv, act] x 4, flatten, then the FC layer
     out = renamed(tensors, [("conv_net.", "model.encoder."), ("mlp_net.0.", f"model.encoder.{fc}."),
                             ("nss1_net.", "model.head1."), ("nss2_net.", "model.head2."),
@@ -54,4 +64,6 @@ def convert(doc: Any, source: Path, preset: str | None) -> Imported:
         f"the EBM ({len(sd)} tensors: {len(convs)} convs {as_list(channels)}, FC {hidden or 'none'}, latent "
         f"{latent}, {'a learnt mixture of ' + str(sd['ib_means'].shape[0]) if mixture else 'the N(0, I) prior'})",
         f"input of {in_channels} channel(s); the convs end at {round((flat // channels[-1]) ** 0.5)} px",
-    ], dropped=[f"{k} (no counterpart in ebmctl's CEBM)" for k in doc if k != "ebm"])
+    ] + ([f"{buffer.name}, the replay buffer of {len(chains['buffer.visits'])} chains"] if chains else []),
+        dropped=[f"{k} (no counterpart in ebmctl's CEBM)" for k in doc if k != "ebm"], buffer=chains,
+        companions=[buffer] if buffer is not None else [])

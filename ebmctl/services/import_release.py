@@ -61,20 +61,23 @@ def importable() -> list[str]:
 
 
 def import_release(method: str, path: str, *, preset: str | None = None, overrides: list[str] | tuple[str, ...] = (),
-                   generator: str | None = None, runs_root: Path, cli_data_root: str | None = None,
+                   companions: dict[str, str | None] | None = None, runs_root: Path, cli_data_root: str | None = None,
                    reporter: Reporter | None = None) -> ImportResult:
     """Read the released checkpoint at ``path`` as ``method``'s and write it as a run under ``runs_root``;
-    ``overrides`` (``--set`` items) go on top of the preset and the settings read from the file; ``generator``
-    names the generator's own checkpoint where the release keeps one apart."""
+    ``overrides`` (``--set`` items) go on top of the preset and the settings read from the file; ``companions``
+    name the files a release keeps apart (``{"generator": path}`` for Hat EBM, ``{"buffer": path}`` for CEBM)."""
     reporter = reporter or NullReporter()
     started = time.perf_counter()
     recipe = recipe_named(method) if method in RECIPES else None
     if recipe is None or recipe.release is None:
         raise UsageError(f"ebmctl does not import {method!r} checkpoints", f"--from takes {', '.join(importable())} "
                          "(docs/commands/import.md)")
-    if generator is not None and not recipe.release_generator:
-        raise UsageError(f"--generator is for releases that keep the generator apart; {recipe.name}'s does not",
-                         "drop --generator")
+    given = {k: user_path(v).resolve() for k, v in (companions or {}).items() if v is not None}
+    for name in given:
+        if name not in recipe.release_companions:
+            takes = [r.name for r in RECIPES.values() if name in r.release_companions]
+            raise UsageError(f"--{name} is for {', '.join(takes)} imports; {recipe.name}'s release keeps no {name} "
+                             "file apart", f"drop --{name}")
     source = user_path(path).resolve()
     ensure_writable(runs_root)
     reporter.info(f"reading {source}")
@@ -83,10 +86,7 @@ def import_release(method: str, path: str, *, preset: str | None = None, overrid
         doc, source, files = bundle, bundle.prefix, bundle.files
     else:
         doc, files = read_release(source, recipe.release_globals), [source]
-    if recipe.release_generator:
-        imported = recipe.release(doc, source, preset, user_path(generator).resolve() if generator else None)
-    else:
-        imported = recipe.release(doc, source, preset)
+    imported = recipe.release(doc, source, preset, **given)
     files = [*files, *imported.companions]
     spec = resolve_spec(imported.preset, [*imported.overrides, *overrides], {"train.steps": max(imported.step, 1)})
     if spec.method.name != recipe.name:

@@ -11,8 +11,9 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from ebmctl.methods.capabilities import chain_buffer
 from ebmctl.runs import resolve_run
-from ebmctl.services.runtime.loading import load_run
+from ebmctl.services.runtime.loading import load_replay_buffer, load_run
 
 
 class ReleasedCebm(nn.Module):
@@ -119,8 +120,15 @@ def test_an_imported_run_samples_scores_ood_and_probes_through_the_cli(tmp_path,
     torch.manual_seed(0)
     path = tmp_path / "CEBM_Gaussian_d=mnist_z=128"
     torch.save({"ebm": ReleasedCebm(1, [8, 8, 16, 16], 32, 144).state_dict()}, path)
-    code, doc = cli_json("import", "--from", "cebm", str(path), "--preset", "cebm-mnist5k")
-    assert code == 0 and doc["preset"] == "cebm-mnist5k"
+    chains = tmp_path / "buffer-CEBM_Gaussian_d=mnist_z=128"  # the trainer's last act, apart from the weights
+    torch.save(torch.rand(256, 1, 28, 28) * 2.4 - 1.2, chains)
+    code, doc = cli_json("import", "--from", "cebm", str(path), "--preset", "cebm-mnist5k", "--buffer", str(chains))
+    assert code == 0 and doc["preset"] == "cebm-mnist5k" and any(u.startswith(chains.name) for u in doc["used"])
+    run = load_run(resolve_run(doc["run"], cli_json.runs), torch.device("cpu"))
+    load_replay_buffer(run)
+    assert torch.equal(chain_buffer(run.method).storage, torch.load(chains, weights_only=True))
+    code, continued = cli_json("sample", "--run", doc["run"], "--n", "4", "--steps", "2", "--init", "buffer")
+    assert code == 0 and continued["n"] == 4
     code, sampled = cli_json("sample", "--run", doc["run"], "--n", "4", "--steps", "2")
     assert code == 0 and sampled["n"] == 4
     code, scored = cli_json("ood", "--run", doc["run"], "--in", "mnist5k", "--out", "constant", "--n", "16")
