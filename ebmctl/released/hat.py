@@ -26,7 +26,9 @@ from ebmctl.released.tf_bundle import Bundle, read_bundle
 SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 KERAS_EPS, TORCH_EPS = 1e-3, 1e-5
 SIZES = {5: 32, 6: 64, 7: 128}  # lin_N of the EBM, conv_N / bn_N of the generator -> image side
-DATA = {32: "cifar10", 64: "celeba64", 128: "imagenet128"}
+PRESETS = {("synthesis", 32): "hat-synth-cifar10", ("refine", 32): "hat-refine-cifar10",
+           ("synthesis", 64): "hat-synth-celeba64", ("refine", 64): "hat-refine-celeba64",
+           ("synthesis", 128): "hat-synth-imagenet128"}
 BN = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean", "moving_variance": "running_var"}
 HINT = ("pass the EBM's checkpoints/ebm_<step>.ckpt as PATH, and its generator with --generator (refinement: "
         "pretrained_nets/<data>_refine/gen.ckpt; synthesis: gen_<step>.ckpt, found beside the EBM's by itself)")
@@ -56,6 +58,10 @@ def convert(bundle: Bundle, source: Path, preset: str | None, generator: Path | 
     synthesis = bool(stats) and all(torch.all(v == (1.0 if k.endswith("variance") else 0.0))
                                     for k, v in stats.items())
     mode = "synthesis" if synthesis else "refine"
+    if preset is None and (mode, size) not in PRESETS:
+        raise UsageError(f"ebmctl has no {mode} preset at {size} px for {source.name}",
+                         f"pass the data's preset, e.g. --preset {PRESETS['synthesis', size]} (the mode comes from "
+                         "the file)")
     overrides = ["net.name=hat", f"net.ndf={ndf}", "net.pooling=mean", "net.bias=false", "net.block_hidden=out",
                  f"method.mode={mode}", "hat.generator_net.kind=sngan", f"hat.generator_net.nz={nz}",
                  f"hat.generator_net.ngf={ngf}", f"hat.generator_net.out_scale={2.0 if synthesis else 1.0}"]
@@ -67,7 +73,7 @@ def convert(bundle: Bundle, source: Path, preset: str | None, generator: Path | 
     kind = "synthesis (its batch-norm statistics never left 0 and 1)" if synthesis else \
         "refinement (a generator with trained batch-norm statistics)"
     return Imported(
-        preset or f"hat-{'synth' if synthesis else 'refine'}-{DATA[size]}", overrides, weights, step=step,
+        preset or PRESETS[mode, size], overrides, weights, step=step,
         companions=gen_bundle.files,
         used=[f"the EBM ({len(ebm)} tensors: {size} px, {channels} channels, width {ndf})",
               f"the generator {gen_bundle.prefix.name} ({len(gen)} tensors: latent {nz}, width {ngf}), read as "

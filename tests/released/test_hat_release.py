@@ -25,21 +25,29 @@ def nchw(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(a).permute(0, 3, 1, 2).contiguous()
 
 
-@pytest.mark.parametrize("mode", ["synthesis", "refine"])
-def test_an_imported_hat_ebm_computes_the_released_energies_and_images(cli_json, mode):
-    args = [str(SYNTHESIS)] if mode == "synthesis" else [str(REFINE), "--generator", str(REFINE_GENERATOR)]
-    code, doc = cli_json("import", "--from", "hat", *args)
-    assert code == 0 and doc["step"] == 1000
-    assert doc["preset"] == ("hat-synth-cifar10" if mode == "synthesis" else "hat-refine-cifar10")
+CASES = {  # fixture: (mode, --generator, preset it defaults to, width)
+    "synthesis": ("synthesis", None, "hat-synth-cifar10", 16),
+    "refine": ("refine", REFINE_GENERATOR, "hat-refine-cifar10", 16),
+    "refine64": ("refine", FIXTURES / "refine64" / "pretrained_nets" / "celeb_a_refine" / "gen.ckpt",
+                 "hat-refine-celeba64", 32),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_an_imported_hat_ebm_computes_the_released_energies_and_images(cli_json, case):
+    mode, generator, preset, width = CASES[case]
+    ebm = FIXTURES / case / "checkpoints" / "ebm_1000.ckpt"
+    code, doc = cli_json("import", "--from", "hat", str(ebm), *(["--generator", str(generator)] if generator else []))
+    assert code == 0 and doc["step"] == 1000 and doc["preset"] == preset
     run = load_run(resolve_run(doc["run"], cli_json.runs), torch.device("cpu"))
     spec = run.spec
-    assert spec.method.mode == mode and (spec.net.ndf, spec.net.pooling, spec.net.bias) == (16, "mean", False)
-    assert (spec.hat.generator_net.nz, spec.hat.generator_net.ngf) == (32, 16)
+    assert spec.method.mode == mode and (spec.net.ndf, spec.net.pooling, spec.net.bias) == (width, "mean", False)
+    assert (spec.hat.generator_net.nz, spec.hat.generator_net.ngf) == (32, width)
     assert spec.hat.generator_net.out_scale == (2.0 if mode == "synthesis" else 1.0)
     files = json.loads((Path(doc["run"]) / "run.json").read_text())["imported"]["files"]
     assert len(files) == 4 and files[0] == "ebm_1000.ckpt.index"  # the EBM's and the generator's
 
-    io = np.load(FIXTURES / mode / "io.npz")
+    io = np.load(FIXTURES / case / "io.npz")
     images = nchw(io["images_nhwc"])
     assert torch.allclose(run.method.energy((images + 1) / 2), torch.from_numpy(io["energy"]).ravel(), atol=1e-5)
     net, gen = run.method.model.eval_net(True), run.method.gen.eval()
