@@ -27,7 +27,8 @@ EPILOG = examples(
 def import_(
     ctx: typer.Context,
     path: Annotated[str, typer.Argument(help="The checkpoint the released training code saved (a TensorFlow "
-                                              "checkpoint: its prefix or .index file).")],
+                                              "checkpoint: its prefix, its .index or .data file, or the folder "
+                                              "whose 'checkpoint' file names it).")],
     from_: Annotated[str, typer.Option("--from", help=f"Whose released code wrote it: {', '.join(importable())}.")],
     preset: Annotated[str | None, typer.Option(
         "--preset", help="Paper preset the run takes its data and sampler settings from (default: the method's "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 
@@ -38,7 +38,7 @@ class Recipe(ABC):
     release: ClassVar[Callable[..., Imported] | None] = None  # (doc, path, preset, **companion paths)
     release_globals: ClassVar[tuple[Any, ...]] = ()
     # "torch": a torch.save pickle, read weights-only; "tensorflow": a tensor bundle, handed over as a Bundle.
-    release_format: ClassVar[str] = "torch"
+    release_format: ClassVar[Literal["torch", "tensorflow"]] = "torch"
     # Files its release keeps apart from the checkpoint, each given as --<name> (hat: generator; cebm: buffer).
     release_companions: ClassVar[tuple[str, ...]] = ()
 

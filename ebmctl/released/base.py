@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,15 +24,13 @@ class Imported:
     used: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
     companions: list[Path] = field(default_factory=list)  # other files the weights came from (hashed with it)
-    buffer: dict[str, torch.Tensor] = field(default_factory=dict)  # the release's chains as a slots buffer's state
+    chains: torch.Tensor | None = None  # the release's replay buffer: its chains, in the method's pixel range
 
 
-def slots_buffer(chains: torch.Tensor) -> tuple[dict[str, torch.Tensor], str]:
-    """A released replay buffer (N chains) as ebmctl's slots buffer state, and the --set that sizes the run's."""
-    n = chains.shape[0]
-    state = {"buffer.storage": chains.detach().to(torch.float32).contiguous(),
-             "buffer.visits": torch.zeros(n, dtype=torch.long)}
-    return state, f"buffer.size={n}"
+def step_in_name(source: Path, pattern: str) -> int:
+    """The training step a released file's name carries (``pattern``'s one group), or 0."""
+    found = re.fullmatch(pattern, source.name)
+    return int(found[1]) if found else 0
 
 
 def renamed(tensors: dict[str, torch.Tensor], renames: list[tuple[str, str]], source: str) -> dict[str, torch.Tensor]:

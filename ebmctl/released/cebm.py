@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from ebmctl.errors import CheckpointError
-from ebmctl.released.base import Imported, as_list, renamed, shape_of, slots_buffer
+from ebmctl.released.base import Imported, as_list, renamed, shape_of
 from ebmctl.released.reader import read_release, state_dict
 
 WHAT = "a checkpoint of hao-w/cebm's save_models ({'ebm': state_dict})"
@@ -48,14 +48,13 @@ def convert(doc: Any, source: Path, preset: str | None, buffer: Path | None = No
         overrides += [f"net.components={sd['ib_means'].shape[0]}", "net.learn_bias=true"]
     else:
         tensors |= {"ib_means": torch.zeros(latent), "ib_log_stds": torch.zeros(latent)}
-    chains: dict[str, torch.Tensor] = {}
+    chains = None
     if buffer is not None:
-        stored = read_release(buffer)
-        if not isinstance(stored, torch.Tensor) or stored.dim() != 4 or stored.shape[1] != in_channels:
+        chains = read_release(buffer)
+        if not isinstance(chains, torch.Tensor) or chains.dim() != 4 or chains.shape[1] != in_channels:
             raise CheckpointError(f"{buffer} is not a replay buffer of {in_channels}-channel images (a tensor N x "
                                   f"{in_channels} x H x W)", "pass the buffer-<exp_name> file the same training wrote")
-        chains, size = slots_buffer(stored)
-        overrides.append(size)
+        overrides.append(f"buffer.size={len(chains)}")
     fc = 2 * len(convs) + 1  # ebmctl's encoder: [conv, act] x 4, flatten, then the FC layer
     out = renamed(tensors, [("conv_net.", "model.encoder."), ("mlp_net.0.", f"model.encoder.{fc}."),
                             ("nss1_net.", "model.head1."), ("nss2_net.", "model.head2."),
@@ -64,6 +63,7 @@ def convert(doc: Any, source: Path, preset: str | None, buffer: Path | None = No
         f"the EBM ({len(sd)} tensors: {len(convs)} convs {as_list(channels)}, FC {hidden or 'none'}, latent "
         f"{latent}, {'a learnt mixture of ' + str(sd['ib_means'].shape[0]) if mixture else 'the N(0, I) prior'})",
         f"input of {in_channels} channel(s); the convs end at {round((flat // channels[-1]) ** 0.5)} px",
-    ] + ([f"{buffer.name}, the replay buffer of {len(chains['buffer.visits'])} chains"] if chains else []),
-        dropped=[f"{k} (no counterpart in ebmctl's CEBM)" for k in doc if k != "ebm"], buffer=chains,
-        companions=[buffer] if buffer is not None else [])
+    ] + ([f"{buffer.name}, the replay buffer of {len(chains)} chains"] if buffer is not None and chains is not None
+         else []),
+        dropped=[f"{k} (no counterpart in ebmctl's CEBM)" for k in doc if k != "ebm"],
+        chains=None if chains is None else chains.float(), companions=[buffer] if buffer is not None else [])

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from ebmctl.errors import CheckpointError
-from ebmctl.released.base import Imported, as_list, renamed, shape_of, slots_buffer
+from ebmctl.released.base import Imported, as_list, renamed, shape_of
 from ebmctl.released.reader import state_dict
 
 WHAT = "a checkpoint of hankook/CLEL's training ({'model': JointModel.state_dict(), ...})"
@@ -59,10 +59,9 @@ def convert(doc: Any, source: Path, preset: str | None) -> Imported:
         weights |= renamed(mapped, [("", to)], str(source))
     iteration = doc.get("engine", {}).get("iteration", 0) if isinstance(doc.get("engine"), dict) else 0
     memory = model.get("sampler.memory")
-    buffer: dict[str, torch.Tensor] = {}
-    if isinstance(memory, torch.Tensor) and memory.dim() == 4:
-        buffer, size = slots_buffer(memory)
-        overrides.append(size)
+    chains = memory.float() if isinstance(memory, torch.Tensor) and memory.dim() == 4 else None
+    if chains is not None:
+        overrides.append(f"buffer.size={len(chains)}")
     return Imported(
         preset or "clel-base", overrides, weights, step=iteration if isinstance(iteration, int) else 0,
         used=[f"the EBM and its EMA ({len(ebm)} tensors each: {scales} scale(s), stages {as_list(channels)} x "
@@ -70,11 +69,11 @@ def convert(doc: Any, source: Path, preset: str | None) -> Imported:
               f"the encoder and its EMA ({len(encoder)} tensors each: ResNet-18 width {enc_width}, head "
               f"{enc_hidden}-{enc_out})"]
         + ([f"sampler.memory, the replay buffer of {memory.shape[0]} chains (`sample --init buffer` continues "
-            "them)"] if buffer else []),
+            "them)"] if chains is not None else []),
         dropped=[f"{k} ({why})" for k, why in (("optimizers", "Adam's and SGD's state: an imported run is used, "
                                                 "not resumed"), ("schedulers", "the learning-rate schedules"))
                  if k in doc],
-        buffer=buffer,
+        chains=chains,
     )
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from ebmctl.errors import CheckpointError, UsageError
-from ebmctl.released.base import Imported
+from ebmctl.released.base import Imported, step_in_name
 from ebmctl.released.tf_bundle import Bundle, read_bundle
 
 SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
@@ -65,11 +65,10 @@ def convert(bundle: Bundle, source: Path, preset: str | None, generator: Path | 
     overrides = ["net.name=hat", f"net.ndf={ndf}", "net.pooling=mean", "net.bias=false", "net.block_hidden=out",
                  f"method.mode={mode}", "hat.generator_net.kind=sngan", f"hat.generator_net.nz={nz}",
                  f"hat.generator_net.ngf={ngf}", f"hat.generator_net.out_scale={2.0 if synthesis else 1.0}"]
-    if not synthesis:
-        overrides.append(f"hat.generator={gen_bundle.prefix}")
+    overrides.append("hat.generator=none")  # the generator's weights are in the run; run.json names its file
     weights = {f"model.{k}": v for k, v in _ebm_keys(ebm, head, source).items()}
     weights |= {f"generator.model.{k}": v for k, v in _generator_keys(gen, gen_bundle.prefix).items()}
-    step = int(m[1]) if (m := re.fullmatch(r"ebm_(\d+)\.ckpt", source.name)) else 0
+    step = step_in_name(source, r"ebm_(\d+)\.ckpt")
     kind = "synthesis (its batch-norm statistics never left 0 and 1)" if synthesis else \
         "refinement (a generator with trained batch-norm statistics)"
     return Imported(
@@ -81,7 +80,8 @@ def convert(bundle: Bundle, source: Path, preset: str | None, generator: Path | 
               "mode)",
               "batch-norm variances plus 1e-3 - 1e-5 (Keras' epsilon against torch's)"],
         dropped=[f"{name} of the EBM's and the generator's files (Keras' description of the layer graph; the "
-                 "weights are read by name)" for name in sorted({e.split(" (")[0] for e in bundle.skipped})]
+                 "weights are read by name)" for name in sorted({e.split(" (")[0]
+                                                                 for e in bundle.skipped + gen_bundle.skipped})]
         + ["ebm_optim_<step>.npz, persistent_<step>.npy (separate files, not read: an imported run is used, "
            "not resumed)"],
     )

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ebmctl.errors import CheckpointError
-from ebmctl.released.base import Imported
+from ebmctl.released.base import Imported, step_in_name
 from ebmctl.released.reader import state_dict
 
 WHAT = "a checkpoint of yilundu/improved_contrastive_divergence's train.py ({'FLAGS', 'model_state_dict_0', ...})"
@@ -34,8 +34,8 @@ def _unused_bound_method(obj: Any, name: str) -> None:
     return None
 
 
-# FLAGS comes back as the plain OrderedDict it subclasses (torch rebuilds no other mapping), numpy's float64 as
-# itself; bound methods become None, so no callable of the file's choosing is ever called.
+# FLAGS (an EasyDict, a dict subclass) comes back as a plain OrderedDict, the one dict subclass torch's reader
+# fills; numpy's float64 as itself; bound methods become None, so no callable of the file's choosing is called.
 GLOBALS: tuple[Any, ...] = (
     (OrderedDict, "easydict.EasyDict"),
     (np._core.multiarray.scalar, "numpy.core.multiarray.scalar"), np._core.multiarray.scalar,
@@ -72,16 +72,16 @@ def convert(doc: Any, source: Path, preset: str | None) -> Imported:
     weights = {f"model.{k}": v for k, v in _net_keys(model, self_attn, source).items()}
     if isinstance(ema, dict) and ema:
         weights |= {f"ema.{k}": v for k, v in _net_keys(ema, self_attn, source).items()}
-    step = int(m[1]) if (m := re.fullmatch(r"model_(\d+)\.pth", source.name)) else 0
+    step = step_in_name(source, r"model_(\d+)\.pth")
     score = doc.get("best_inception")
     dropped = [f"{k} (a constant blur filter the released forward pass never applies)" for k in CONSTANTS
                if k in model]
     if not self_attn:
-        dropped.append("self_attn.* (built by the released net but off in this run, --self_attn not given)")
+        dropped.append("self_attn.* (built by the released net but off in this run, --noself_attn)")
     dropped += [f"{k} ({why})" for k, why in (
         ("optimizer_state_dict", "Adam's state: an imported run is used, not resumed"),
-        ("best_inception", f"the release's own inception score, {float(score):.3f}" if _number(score)
-         else "the release's own inception score"))
+        ("best_inception", f"the best inception score the release had measured before this save, {float(score):.3f}"
+         if _number(score) else "the best inception score the release had measured before this save"))
         if k in doc]
     scales = "three scales (full, half, quarter)" if multiscale else "one scale"
     return Imported(
@@ -90,7 +90,8 @@ def convert(doc: Any, source: Path, preset: str | None) -> Imported:
               f"tensors: width {width}, {scales}, self-attention {'on' if self_attn else 'off'}, "
               f"{'spectral norm' if spectral else 'weight-standardised convs'}"
               f"{', ' + ('conditional on the class' if conditional else 'unconditional')})",
-              "FLAGS: filter_dim, multiscale, self_attn, norm, spec_norm, cond (the rest are training settings)",
+              "FLAGS: self_attn and cond (width, scales, norm and spectral norm are read from the shapes; the rest "
+              "are training settings)",
               f"the step, {step}, from the file name" if step else
               "no step (the file name carries none; model_best.pth is written at the best inception score)"],
         dropped=dropped,
@@ -110,9 +111,8 @@ def _check(flags: dict[str, Any], model: dict[str, torch.Tensor], source: Path) 
     """Refuse what ebmctl's ``icd_resnet`` would compute differently, naming the flag or key."""
     dataset = flags.get("dataset", "cifar10")
     if dataset != "cifar10":
-        raise CheckpointError(f"{source} is a {dataset} model; the released code builds those with other nets than "
-                              "the CIFAR-10 ResNetModel, which is the one ebmctl's icd_resnet reproduces",
-                              "import a model trained with --dataset=cifar10")
+        raise CheckpointError(f"{source} is a {dataset} model; ebmctl imports the released CIFAR-10 ResNetModel "
+                              "(icd_resnet, preset icd-cifar10)", "import a model trained with --dataset=cifar10")
     ensembles = int(flags.get("ensembles", 1) or 1)
     if ensembles > 1:
         raise CheckpointError(f"{source} holds an ensemble of {ensembles} models (--ensembles={ensembles}); "

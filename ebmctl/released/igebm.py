@@ -16,14 +16,13 @@ The energies are then those of the released code's first evaluation after restor
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from ebmctl.errors import CheckpointError
-from ebmctl.released.base import Imported
+from ebmctl.released.base import Imported, step_in_name
 from ebmctl.released.tf_bundle import Bundle
 
 SCOPE = "context_0/"
@@ -41,7 +40,7 @@ def convert(bundle: Bundle, source: Path, preset: str | None) -> Imported:
             raise CheckpointError(f"{source} is a {net}, whose layout ebmctl's igebm_resnet (the released "
                                   "ResNet32Large) does not reproduce", "import cifar10_large_model_uncond, or a "
                                   "ResNet32Large run of the released train.py (--large_model)")
-    if "res_8_res_c1/cweight" not in variables or "c1_pre/cweight" not in variables:
+    if any(k not in variables for k in ("c1_pre/cweight", "res_optim_res_c1/gb", "res_8_res_c1/cweight")):
         raise CheckpointError(f"{source} has no context_0/c1_pre or res_8 weights: it is not a checkpoint of the "
                               "released ResNet32Large", HINT)
     width = variables["c1_pre/cweight"].shape[-1]
@@ -58,7 +57,7 @@ def convert(bundle: Bundle, source: Path, preset: str | None) -> Imported:
     overrides = [f"net.width={width}", f"net.self_attn={str(attention).lower()}"]
     if classes:
         overrides.append("method.condition=class")
-    step = int(m[1]) if (m := re.fullmatch(r"model_(\d+)", source.name)) else 0
+    step = step_in_name(source, r"model_(\d+)")
     slots = sum(1 for k in bundle.tensors if k.endswith(("/Adam", "/Adam_1")) or k in ("beta1_power", "beta2_power"))
     return Imported(
         preset or "igebm-cifar10", overrides, weights, step=step,
@@ -66,7 +65,7 @@ def convert(bundle: Bundle, source: Path, preset: str | None) -> Imported:
               f"{'on' if attention else 'off'}, {f'conditional on {classes} classes' if classes else 'unconditional'})",
               "the spectral-norm vectors after the one power iteration the released code runs on every evaluation",
               f"the step, {step}, from the file name" if step else "no step (the file name carries none)"],
-        dropped=[f"{slots} entries of Adam's state (Adam, Adam_1, beta1_power, beta2_power)",
+        dropped=[f"{slots} entries of Adam's state (Adam, Adam_1, beta1_power, beta2_power)"] * bool(slots) + [
                  f"{len(variables) - len(read)} variables the released forward pass never reads (unused biases "
                  f"and scales, and {'res_4, which attention replaces' if attention else 'the attention convs: off'})",
                  "the .meta graph (not read)"],

@@ -35,14 +35,17 @@ def read_release(path: Path, allowed: Iterable[Any] = ()) -> Any:
                               "pass the file torch.save wrote, unchanged") from None
 
 
-def sha256(*paths: Path) -> str:
-    """The SHA-256 of the files' bytes one after the other (of the one file, for one), in hex."""
-    digest = hashlib.sha256()
+def sha256(*paths: Path) -> tuple[str, dict[str, str]]:
+    """The SHA-256 of the files' bytes one after the other (of the one file, for one), and each file's, in hex."""
+    together, each = hashlib.sha256(), {}
     for path in paths:
+        alone = hashlib.sha256()
         with path.open("rb") as handle:
             for block in iter(lambda handle=handle: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
+                together.update(block)
+                alone.update(block)
+        each[str(path)] = alone.hexdigest()
+    return together.hexdigest(), each
 
 
 def state_dict(doc: Any, key: str, path: Path, what: str) -> dict[str, torch.Tensor]:

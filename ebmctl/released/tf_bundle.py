@@ -13,6 +13,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import torch
 
@@ -61,56 +62,64 @@ def read_bundle(path: Path) -> Bundle:
     """Every numeric tensor of the TensorFlow checkpoint ``path`` names, on the CPU."""
     prefix = bundle_prefix(path)
     index = prefix.with_name(prefix.name + ".index")
-    entries = dict(_table(index.read_bytes(), index))
-    if b"" not in entries:
-        raise CheckpointError(f"{index} has no bundle header: it is not a TensorFlow checkpoint index", HINT)
-    header = _message(entries.pop(b""))
-    shards = header.get(1, 1)
-    if header.get(2, 0) != 0:
-        raise CheckpointError(f"{index} was written on a big-endian machine, which ebmctl does not read",
-                              "re-save the checkpoint on a little-endian machine")
+    shards, entries = _entries(index)
     bundle = Bundle(prefix, {}, files=[index])
-    handles: dict[int, object] = {}
+    handles: dict[int, BinaryIO] = {}
     try:
-        for key, value in entries.items():
-            name = key.decode("utf-8", errors="replace")
-            entry = _message(value)
-            dtype = entry.get(1, 0)
+        for name, (dtype, shape, shard, offset, size, sliced) in entries.items():
             if dtype not in DTYPES:
                 bundle.skipped.append(f"{name} ({NAMES.get(dtype, f'dtype {dtype}')})")
                 continue
-            if 7 in entry:
+            if sliced:
                 raise CheckpointError(f"{index} stores {name} in slices (a partitioned variable), which ebmctl does "
                                       "not join", "re-save it unpartitioned")
-            shape = _shape(entry.get(2, b""))
-            shard = entry.get(3, 0)
             data = prefix.with_name(f"{prefix.name}.data-{shard:05d}-of-{shards:05d}")
             if shard not in handles:
                 if not data.is_file():
                     raise RunError(f"{data} does not exist: the checkpoint's data are missing", HINT)
                 handles[shard] = data.open("rb")
                 bundle.files.append(data)
-            bundle.tensors[name] = _tensor(handles[shard], data, name, DTYPES[dtype], shape, entry.get(4, 0),
-                                           entry.get(5, 0))
+            bundle.tensors[name] = _tensor(handles[shard], data, name, DTYPES[dtype], shape, offset, size)
     finally:
         for handle in handles.values():
             handle.close()
     return bundle
 
 
-def _tensor(handle, data: Path, name: str, dtype: torch.dtype, shape: list[int], offset: int,
+def _entries(index: Path) -> tuple[int, dict[str, tuple[int, list[int], int, int, int, bool]]]:
+    """The shard count and, by name, each entry's (dtype, shape, shard, offset, size, sliced)."""
+    try:
+        entries = dict(_table(index.read_bytes(), index))
+        if b"" not in entries:
+            raise CheckpointError(f"{index} has no bundle header: it is not a TensorFlow checkpoint index", HINT)
+        header = _message(entries.pop(b""))
+        if header.get(2, 0) != 0:
+            raise CheckpointError(f"{index} was written on a big-endian machine, which ebmctl does not read",
+                                  "re-save the checkpoint on a little-endian machine")
+        out = {}
+        for key, value in entries.items():
+            entry = _message(value)
+            out[key.decode("utf-8", errors="replace")] = (
+                entry.get(1, 0), _shape(entry.get(2, b"")), entry.get(3, 0), entry.get(4, 0), entry.get(5, 0),
+                7 in entry)
+        return header.get(1, 1), out
+    except (struct.error, IndexError, TypeError) as exc:  # a record cut short or of the wrong kind
+        raise CheckpointError(f"{index} is damaged ({type(exc).__name__}: {exc})", "copy the checkpoint again") from None
+
+
+def _tensor(handle: BinaryIO, data: Path, name: str, dtype: torch.dtype, shape: list[int], offset: int,
             size: int) -> torch.Tensor:
     count = 1
     for dim in shape:
         count *= dim
     want = count * torch.empty((), dtype=dtype).element_size()
+    raw = torch.empty(size if size == want else 0, dtype=torch.uint8)
     handle.seek(offset)
-    raw = handle.read(size)
-    if size != want or len(raw) != size:
-        raise CheckpointError(f"{data} holds {len(raw)} bytes of {name} where its shape {shape} needs {want}: the "
+    got = handle.readinto(raw.numpy()) if size else 0
+    if size != want or got != size:
+        raise CheckpointError(f"{data} holds {got} bytes of {name} where its shape {shape} needs {want}: the "
                               "file is truncated or damaged", "copy the checkpoint again")
-    flat = torch.frombuffer(bytearray(raw), dtype=dtype) if size else torch.empty(0, dtype=dtype)
-    return flat.reshape(shape)
+    return raw.view(dtype).reshape(shape)
 
 
 # ----------------------------------------------------------------------------------------------- the table

@@ -92,6 +92,13 @@ class ReplayBuffer(ABC):
         self.storage = None
         self.size = self.seen = 0
 
+    def fill_with(self, chains: Tensor) -> None:
+        """Hold exactly ``chains`` (one per slot, floats in the value range), stored as the buffer stores."""
+        if len(chains) != self.capacity:
+            raise ValueError(f"{len(chains)} chains for a buffer of {self.capacity}")
+        self.storage = self._encode(chains)
+        self.size = self.seen = self.capacity
+
     # ------------------------------------------------------------------ state
 
     def state_tensors(self, prefix: str = "buffer.") -> dict[str, Tensor]:
@@ -195,6 +202,10 @@ class SlotBuffer(ReplayBuffer):
         """Forget every chain: the slots are refilled with uniform noise on the next draw."""
         super().reset()
         self.visits = None
+
+    def fill_with(self, chains: Tensor) -> None:
+        super().fill_with(chains)
+        self.visits = torch.zeros(self.capacity, dtype=torch.long)
 
     def restart(self, idx: Tensor) -> None:
         """Forget the visits of the slots ``idx`` (their chains start afresh)."""

@@ -96,9 +96,9 @@ def import_release(method: str, path: str, *, preset: str | None = None, overrid
     reporter.info(f"loading {len(imported.weights)} tensors into the nets of {spec.preset or recipe.name}")
     model = build_method(spec, info, torch.device("cpu"))
     load_method_weights(model, imported.weights | _unreleased(model, imported.weights), source)
-    chains = _chains(model, imported.buffer, tuple(info.shape), source)
+    buffer = _released_buffer(model, imported.chains, tuple(info.shape), source)
     reporter.info(f"hashing {len(files)} file(s) and writing the run")
-    digest = sha256(*files)
+    digest, digests = sha256(*files)
     spec_doc = spec_to_json(spec)
     meta = {"kind": "model", "format": 1, "step": imported.step, "spec": spec_doc, "method": spec.method.name,
             "data": info_doc(info), "ebmctl": __version__, "imported_from": str(source), "sha256": digest}
@@ -108,12 +108,12 @@ def import_release(method: str, path: str, *, preset: str | None = None, overrid
             write_json(folder / SPEC_JSON, spec_doc)
             start_run_json(folder, preset=spec.preset, method=spec.method.name, device="cpu", parents=[], name=name)
             save_tensors(folder / MODEL_CKPT, model.weight_tensors(), meta)
-            if chains is not None:  # the release's replay buffer, for `sample --init buffer`; no training state
-                save_tensors(folder / STATE_CKPT, imported.buffer, {
+            if buffer is not None:  # the release's replay buffer, for `sample --init buffer`; no training state
+                save_tensors(folder / STATE_CKPT, buffer.state_tensors(), {
                     "kind": "state", "format": 1, "step": imported.step, "spec": spec_doc,
-                    "method": {"buffer": chains}, "imported_from": str(source), "ebmctl": __version__})
+                    "method": {"buffer": buffer.state_meta()}, "imported_from": str(source), "ebmctl": __version__})
             update_run_json(folder, status="completed", step=imported.step, imported={
-                "from": recipe.name, "source": str(source), "files": [f.name for f in files], "sha256": digest,
+                "from": recipe.name, "source": str(source), "files": digests, "sha256": digest,
                 "used": imported.used, "dropped": imported.dropped})
 
         run_dir = new_run_dir(runs_root, f"{spec.preset or recipe.name}-imported", fill)
@@ -142,16 +142,20 @@ def _unreleased(model: Any, weights: dict[str, torch.Tensor]) -> dict[str, torch
     return out
 
 
-def _chains(model: Any, state: dict[str, torch.Tensor], shape: tuple[int, ...], source: Path) -> dict[str, Any] | None:
-    """The released replay buffer loaded into the method's own (so it is known to fit), and its state's metadata;
+def _released_buffer(model: Any, chains: torch.Tensor | None, shape: tuple[int, ...], source: Path) -> Any:
+    """The method's replay buffer holding the release's chains, stored as the run's spec says (float or uint8);
     None where the release keeps none."""
-    if not state:
+    if chains is None:
         return None
-    buffer, storage = chain_buffer(model), state["buffer.storage"]
-    if buffer is None or tuple(storage.shape[1:]) != shape:
-        raise CheckpointError(f"{source}'s replay buffer holds chains of shape {tuple(storage.shape[1:])}, but this "
+    buffer = chain_buffer(model)
+    if buffer is None:
+        raise CheckpointError(f"{source} keeps a replay buffer, but this run's method keeps none",
+                              "import it with the method's own preset (drop --preset)")
+    if tuple(chains.shape[1:]) != shape:
+        raise CheckpointError(f"{source}'s replay buffer holds chains of shape {tuple(chains.shape[1:])}, but this "
                               f"run's data are {shape}", "pass --preset or --set data.* for the data it was trained on")
-    n = storage.shape[0]
-    meta = {"policy": buffer.policy, "capacity": n, "size": n, "seen": n}
-    buffer.load_state(state, meta)
-    return meta
+    if len(chains) != buffer.capacity:
+        raise CheckpointError(f"{source}'s replay buffer holds {len(chains)} chains, but the run's buffer.size is "
+                              f"{buffer.capacity}", "drop --set buffer.size: the import sizes the buffer to the release's")
+    buffer.fill_with(chains)
+    return buffer

@@ -116,6 +116,22 @@ def test_a_mixture_without_its_means_and_a_foreign_file_are_refused(tmp_path, cl
     assert not cli_json.runs.exists() or not any(cli_json.runs.iterdir())
 
 
+def test_a_released_buffer_is_stored_as_the_run_stores_chains(tmp_path, cli_json):
+    path, chains = tmp_path / "CEBM_Gaussian_d=mnist_z=128", tmp_path / "buffer-CEBM_Gaussian_d=mnist_z=128"
+    torch.save({"ebm": ReleasedCebm(1, [8, 8, 16, 16], 32, 144).state_dict()}, path)
+    released = torch.rand(128, 1, 28, 28) * 2 - 1
+    torch.save(released, chains)
+    code, doc = cli_json("import", "--from", "cebm", str(path), "--buffer", str(chains), "--set", "buffer.uint8=true")
+    assert code == 0, cli_json.err
+    run = load_run(resolve_run(doc["run"], cli_json.runs), torch.device("cpu"))
+    load_replay_buffer(run)
+    buffer = chain_buffer(run.method)
+    quantised = ((released + 1) / 2 * 256).floor().clamp(0, 255).to(torch.uint8)  # as a uint8 run stores chains
+    assert torch.equal(buffer.storage, quantised)
+    code, _ = cli_json("import", "--from", "cebm", str(path), "--buffer", str(chains), "--set", "buffer.size=200")
+    assert code == 1 and "drop --set buffer.size" in cli_json.err and "\n" not in cli_json.err.strip()
+
+
 def test_an_imported_run_samples_scores_ood_and_probes_through_the_cli(tmp_path, cli_json):
     torch.manual_seed(0)
     path = tmp_path / "CEBM_Gaussian_d=mnist_z=128"

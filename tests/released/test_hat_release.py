@@ -45,7 +45,9 @@ def test_an_imported_hat_ebm_computes_the_released_energies_and_images(cli_json,
     assert (spec.hat.generator_net.nz, spec.hat.generator_net.ngf) == (32, width)
     assert spec.hat.generator_net.out_scale == (2.0 if mode == "synthesis" else 1.0)
     files = json.loads((Path(doc["run"]) / "run.json").read_text())["imported"]["files"]
-    assert len(files) == 4 and files[0] == "ebm_1000.ckpt.index"  # the EBM's and the generator's
+    names = sorted(Path(f).name for f in files)  # the EBM's and the generator's, each with its hash
+    assert names[:2] == ["ebm_1000.ckpt.data-00000-of-00001", "ebm_1000.ckpt.index"] and len(names) == 4
+    assert all(len(h) == 64 for h in files.values()) and spec.hat.generator is None  # the weights are in the run
 
     io = np.load(FIXTURES / case / "io.npz")
     images = nchw(io["images_nhwc"])
@@ -56,6 +58,13 @@ def test_an_imported_hat_ebm_computes_the_released_energies_and_images(cli_json,
         joint = net(generated + nchw(io["y_nhwc"]))
     assert torch.allclose(generated, nchw(io["gen_images_nhwc"]), atol=1e-5)
     assert torch.allclose(joint, torch.from_numpy(io["hat_energy"]), atol=1e-5)
+
+
+def test_the_file_decides_the_mode_whatever_the_preset(cli_json):
+    code, doc = cli_json("import", "--from", "hat", str(SYNTHESIS), "--preset", "hat-refine-cifar10")
+    assert code == 0, cli_json.err
+    spec = load_run(resolve_run(doc["run"], cli_json.runs), torch.device("cpu")).spec
+    assert spec.method.mode == "synthesis" and spec.hat.generator is None and spec.hat.generator_net.out_scale == 2.0
 
 
 def test_a_missing_or_misplaced_generator_is_a_one_line_error_with_the_fix(cli_json):

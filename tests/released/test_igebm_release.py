@@ -12,6 +12,7 @@ import pytest
 import torch
 from tf_bundle_writer import write_bundle
 
+from ebmctl.released.tf_bundle import read_bundle
 from ebmctl.runs import resolve_run
 from ebmctl.services.runtime.loading import load_run
 
@@ -31,6 +32,23 @@ def test_an_imported_igebm_computes_the_released_energies(cli_json, case):
     labels = torch.from_numpy(io["labels"]) if case == "cond" else None
     want = torch.from_numpy(io["energy"]).ravel()
     assert torch.allclose(run.method.energy(images, labels), want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("case", ["uncond", "attention"])
+def test_without_adams_state_attention_is_read_from_gamma(cli_json, tmp_path, case):
+    """A file saved without the optimiser: attention is on where gamma moved off its initial 0."""
+    bundle = read_bundle(FIXTURES / case / "model_1000")
+    kept = {k: v.numpy() for k, v in bundle.tensors.items() if not k.endswith(("/Adam", "/Adam_1", "_power"))}
+    if case == "uncond":
+        kept["context_0/atten/gamma"] = np.zeros(1, np.float32)  # never trained: attention was off
+    write_bundle(tmp_path / "model_1000", kept)
+    code, doc = cli_json("import", "--from", "igebm", str(tmp_path / "model_1000"))
+    assert code == 0 and not any("Adam" in d for d in doc["dropped"])
+    run = load_run(resolve_run(doc["run"], cli_json.runs), torch.device("cpu"))
+    assert run.spec.net.self_attn == (case == "attention")
+    io = np.load(FIXTURES / case / "io.npz")
+    images = torch.from_numpy(io["images_nhwc"]).permute(0, 3, 1, 2).contiguous()
+    assert torch.allclose(run.method.energy(images), torch.from_numpy(io["energy"]).ravel(), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize(("telltale", "expect"), [("fc_dense/wweight", "ResNet32 (the published cifar10_cond)"),

@@ -4,6 +4,7 @@ format allows is refused in one line, and nothing in the file runs."""
 from __future__ import annotations
 
 import argparse
+import hashlib
 
 import pytest
 import torch
@@ -25,7 +26,9 @@ def test_plain_checkpoints_are_read_on_the_cpu(tmp_path):
     torch.save({"ebm": {"w": torch.ones(2)}, "iteration": 3, "runtime": 1.5}, path)
     doc = read_release(path)
     assert doc["iteration"] == 3 and torch.equal(doc["ebm"]["w"], torch.ones(2))
-    assert len(sha256(path)) == 64
+    together, each = sha256(path, path)
+    assert len(together) == 64 and each == {str(path): hashlib.sha256(path.read_bytes()).hexdigest()}
+    assert together == hashlib.sha256(path.read_bytes() * 2).hexdigest()
 
 
 def test_a_file_with_code_or_objects_is_refused_and_nothing_runs(tmp_path):

@@ -57,12 +57,13 @@ def test_the_prefix_is_found_from_the_index_a_shard_or_the_folder(tmp_path):
     ("big-endian", "big-endian"),
     ("partitioned", "slices"),
     ("compressed", "compressed blocks"),
+    ("damaged record", "is damaged"),
 ])
 def test_damaged_and_unusual_files_are_refused_in_one_line(tmp_path, damage, expect):
     prefix = tmp_path / "model_10"
     tensors = {"a": np.ones((4, 4), np.float32), "b": np.ones(3, np.float32)}
     write_bundle(prefix, tensors, big_endian=damage == "big-endian", sliced=("a",) if damage == "partitioned" else (),
-                 compressed=damage == "compressed")
+                 compressed=damage == "compressed", extra={"c": b"\x09\x01"} if damage == "damaged record" else None)
     data = tmp_path / "model_10.data-00000-of-00001"
     if damage == "truncated data":
         data.write_bytes(data.read_bytes()[:40])

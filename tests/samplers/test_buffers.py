@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from ebmctl.samplers.buffers import FifoBuffer, ReservoirBuffer, make_buffer
@@ -67,3 +68,16 @@ def test_state_round_trip_and_policy_check():
 def test_make_buffer_none_policy():
     assert make_buffer("none", 10) is None
     assert isinstance(make_buffer("fifo", 10), FifoBuffer)
+
+
+def test_fill_with_holds_exactly_the_given_chains_as_the_buffer_stores_them():
+    chains = torch.rand(6, 1, 2, 2) * 2 - 1
+    slots = make_buffer("slots", 6, quantize=False, value_range=(-1.0, 1.0))
+    slots.fill_with(chains)
+    assert torch.equal(slots.storage, chains) and slots.visits.tolist() == [0] * 6 and len(slots) == slots.seen == 6
+    quantised = make_buffer("fifo", 6, quantize=True, value_range=(-1.0, 1.0))
+    quantised.fill_with(chains)
+    assert quantised.storage.dtype == torch.uint8
+    assert torch.equal(quantised.storage, ((chains + 1) / 2 * 256).floor().clamp(0, 255).to(torch.uint8))
+    with pytest.raises(ValueError, match="5 chains for a buffer of 6"):
+        quantised.fill_with(chains[:5])
