@@ -23,7 +23,7 @@ import torch
 
 from ebmctl.errors import CheckpointError
 from ebmctl.released.base import Imported, step_in_name
-from ebmctl.released.reader import state_dict
+from ebmctl.released.reader import contents, state_dict
 
 WHAT = "a checkpoint of yilundu/improved_contrastive_divergence's train.py ({'FLAGS', 'model_state_dict_0', ...})"
 HINT = "pass a model_<itr>.pth or model_best.pth written by the released train.py, unchanged"
@@ -102,8 +102,7 @@ def _flags(doc: Any, source: Path) -> dict[str, Any]:
     """The run's flags as a plain dict (EasyDict's own method names, shadowed by its attributes, are avoided)."""
     flags = doc.get("FLAGS") if isinstance(doc, dict) else None
     if not isinstance(flags, dict):
-        found = ", ".join(sorted(map(str, doc)))[:120] if isinstance(doc, dict) else type(doc).__name__
-        raise CheckpointError(f"{source} has no FLAGS (found: {found}): it is not {WHAT}", HINT)
+        raise CheckpointError(f"{source} has no FLAGS (found: {contents(doc)}): it is not {WHAT}", HINT)
     return {k: v for k, v in dict.items(flags) if v is None or isinstance(v, (bool, int, float, str, list))}
 
 

@@ -48,11 +48,15 @@ def sha256(*paths: Path) -> tuple[str, dict[str, str]]:
     return together.hexdigest(), each
 
 
+def contents(doc: Any) -> str:
+    """What a loaded file holds, for an error: its top-level keys, or its type."""
+    return ", ".join(sorted(map(str, doc)))[:120] if isinstance(doc, dict) else type(doc).__name__
+
+
 def state_dict(doc: Any, key: str, path: Path, what: str) -> dict[str, torch.Tensor]:
     """``doc[key]``, a state_dict of tensors; anything else is a one-line error naming the entry."""
     entry = doc.get(key) if isinstance(doc, dict) else None
     if not isinstance(entry, dict) or not entry or not all(isinstance(v, torch.Tensor) for v in entry.values()):
-        found = ", ".join(sorted(map(str, doc)))[:120] if isinstance(doc, dict) else type(doc).__name__
-        raise CheckpointError(f"{path} has no {key!r} state_dict (found: {found}): it is not {what}",
+        raise CheckpointError(f"{path} has no {key!r} state_dict (found: {contents(doc)}): it is not {what}",
                               "pass the checkpoint file the released training code saved")
     return dict(entry)
